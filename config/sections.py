@@ -1,0 +1,8 @@
+"""The per-capability settings sections, gathered for `config.settings`."""
+
+from config.auth import AuthSettings
+from config.live import LiveSettings
+from config.reach import ReachSettings
+from config.tickets import TicketSettings
+
+__all__ = ["AuthSettings", "LiveSettings", "ReachSettings", "TicketSettings"]

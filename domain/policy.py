@@ -1,0 +1,210 @@
+"""The one place that decides "may this user do X on this event".
+
+Every HTTP handler and socket event that touches an event calls `authorize` (or `decide` on an
+`EventAccess` it already loaded). The table below is the whole policy; tests walk it role by
+role (tests/domain/test_policy.py) and over HTTP.
+
+Rules beyond the table:
+- Existence is not leaked: a caller who may not even *view* an event gets `not_found`, never
+  `forbidden`, whether the event exists or not (OWASP API1, broken object-level authorization).
+- Organizers and admins must have 2FA enabled (`require_2fa_for_staff`) for the actions in
+  `TWO_FACTOR_ACTIONS` (publishing, attendee/revenue/analytics data): `two_factor_required`.
+- Live-room access for attendees depends on the event's `live_access` setting.
+- Admins may do everything, subject to the 2FA rule.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from domain.errors import FoyerError, not_found
+from domain.identity import Principal
+from storage.access import load_event_access
+
+
+class Role(StrEnum):
+    ORGANIZER = "organizer"
+    MODERATOR = "moderator"
+    STAFF = "staff"  # door scanners
+    ATTENDEE = "attendee"  # holds a confirmed ticket
+
+
+class Action(StrEnum):
+    # events and schedule
+    VIEW_EVENT = "event.view"
+    UPDATE_EVENT = "event.update"
+    DELETE_EVENT = "event.delete"
+    PUBLISH_EVENT = "event.publish"
+    CANCEL_EVENT = "event.cancel"
+    MANAGE_ORGANIZERS = "event.manage_organizers"
+    MANAGE_TEAM = "event.manage_team"  # moderators and staff
+    VIEW_TEAM = "event.view_team"
+    EDIT_SCHEDULE = "schedule.edit"
+    # ticketing
+    MANAGE_TICKETS = "tickets.manage"
+    BUY_TICKETS = "tickets.buy"
+    VIEW_ORDERS = "orders.view_all"
+    REFUND_ORDERS = "orders.refund"
+    VIEW_ATTENDEES = "attendees.view"
+    VIEW_REVENUE = "revenue.view"
+    CHECK_IN = "checkin.scan"
+    VIEW_CHECKINS = "checkin.view"
+    MANAGE_QUEUE = "queue.manage"
+    # live rooms
+    JOIN_LIVE = "live.join"
+    JOIN_STAFF_ROOM = "live.join_staff"
+    MODERATE_LIVE = "live.moderate"
+    ANNOUNCE = "live.announce"
+    # reach
+    VIEW_ANALYTICS = "analytics.view"
+    SEND_FEEDBACK = "feedback.send"
+
+
+_STAFF_ROLES = frozenset({Role.ORGANIZER, Role.MODERATOR, Role.STAFF})
+
+# Actions a role grants on a *visible* event. Admins are handled separately (everything).
+ROLE_ACTIONS: dict[str, frozenset[Action]] = {
+    Role.ORGANIZER: frozenset(Action),
+    Role.MODERATOR: frozenset(
+        {Action.VIEW_EVENT, Action.VIEW_TEAM, Action.CHECK_IN, Action.VIEW_CHECKINS, Action.JOIN_LIVE,
+         Action.JOIN_STAFF_ROOM, Action.MODERATE_LIVE, Action.BUY_TICKETS}
+    ),
+    Role.STAFF: frozenset(
+        {Action.VIEW_EVENT, Action.CHECK_IN, Action.VIEW_CHECKINS, Action.JOIN_LIVE,
+         Action.JOIN_STAFF_ROOM, Action.BUY_TICKETS}
+    ),
+    Role.ATTENDEE: frozenset({Action.VIEW_EVENT, Action.BUY_TICKETS, Action.JOIN_LIVE, Action.SEND_FEEDBACK}),
+    # any signed-in user, no role on the event
+    "user": frozenset({Action.VIEW_EVENT, Action.BUY_TICKETS}),
+    # not signed in
+    "anonymous": frozenset({Action.VIEW_EVENT}),
+}
+
+TWO_FACTOR_ACTIONS: frozenset[Action] = frozenset(
+    {Action.PUBLISH_EVENT, Action.VIEW_ATTENDEES, Action.VIEW_REVENUE, Action.VIEW_ANALYTICS,
+     Action.VIEW_ORDERS, Action.REFUND_ORDERS}
+)
+
+# Actions that only make sense on a published (on sale / live) event.
+_PUBLISHED_ONLY: frozenset[Action] = frozenset({Action.BUY_TICKETS, Action.SEND_FEEDBACK})
+
+
+@dataclass(frozen=True, slots=True)
+class EventAccess:
+    """What the policy knows about one caller and one event."""
+
+    event_id: uuid.UUID
+    user_id: uuid.UUID | None
+    status: str
+    owner_id: uuid.UUID
+    live_access: str
+    published_at: datetime | None
+    roles: frozenset[str]
+    is_admin: bool
+    totp_enabled: bool
+    require_2fa: bool = True
+
+    @property
+    def is_owner(self) -> bool:
+        return self.user_id is not None and self.user_id == self.owner_id
+
+    @property
+    def is_staff(self) -> bool:
+        """Organizer, moderator or scanner on this event, or an admin."""
+        return self.is_admin or bool(self.roles & _STAFF_ROLES)
+
+    @property
+    def publicly_visible(self) -> bool:
+        return self.status == "published" or (self.status == "cancelled" and self.published_at is not None)
+
+    def granted(self) -> frozenset[Action]:
+        """Every action the table grants, before the 2FA and state rules."""
+        if self.is_admin:
+            return frozenset(Action)
+        granted: set[Action] = set(ROLE_ACTIONS["user" if self.user_id else "anonymous"])
+        for role in self.roles:
+            granted |= ROLE_ACTIONS.get(role, frozenset())
+        if Action.JOIN_LIVE in granted and not self._may_join_live():
+            granted.discard(Action.JOIN_LIVE)
+        if self.user_id and self.live_access == "public":
+            granted.add(Action.JOIN_LIVE)
+        return frozenset(granted)
+
+    def _may_join_live(self) -> bool:
+        if self.is_staff:
+            return True
+        if self.live_access == "staff":
+            return False
+        return Role.ATTENDEE in self.roles or self.live_access == "public"
+
+    def can(self, action: Action) -> bool:
+        try:
+            decide(self, action)
+        except FoyerError:
+            return False
+        return True
+
+
+def decide(access: EventAccess, action: Action) -> None:
+    """Raise `not_found`, `forbidden`, `two_factor_required` or `invalid_state`, or return None."""
+    granted = access.granted()
+    visible = access.publicly_visible or access.is_staff
+    if not visible:
+        raise not_found("event")
+    if action not in granted:
+        raise FoyerError("forbidden", f"your role on this event does not allow {action.value}")
+    if action in TWO_FACTOR_ACTIONS and access.require_2fa and not access.totp_enabled:
+        raise FoyerError(
+            "two_factor_required", "enable two-factor authentication before doing this",
+            details={"action": action.value},
+        )
+    if action in _PUBLISHED_ONLY and access.status != "published":
+        raise FoyerError("invalid_state", f"the event is {access.status}")
+
+
+def access_from_row(
+    row: dict[str, Any], *, event_id: uuid.UUID, principal: Principal | None, require_2fa: bool = True
+) -> EventAccess:
+    return EventAccess(
+        event_id=event_id,
+        user_id=principal.user_id if principal else None,
+        status=row["status"],
+        owner_id=row["owner_id"],
+        live_access=row["live_access"],
+        published_at=row["published_at"],
+        roles=frozenset(row["roles"] or ()),
+        is_admin=bool(principal and principal.is_admin),
+        totp_enabled=bool(row["totp_enabled"]),
+        require_2fa=require_2fa,
+    )
+
+
+async def load_access(
+    conn: Any, principal: Principal | None, event_id: uuid.UUID, *, require_2fa: bool = True
+) -> EventAccess:
+    """Load what the policy needs (one query); `not_found` if the event does not exist."""
+    row = await load_event_access(conn, event_id, principal.user_id if principal else None)
+    if row is None:
+        raise not_found("event")
+    return access_from_row(row, event_id=event_id, principal=principal, require_2fa=require_2fa)
+
+
+async def authorize(
+    conn: Any, principal: Principal | None, action: Action, event_id: uuid.UUID, *, require_2fa: bool = True
+) -> EventAccess:
+    """Load access for (principal, event) and decide `action`; returns the access for reuse."""
+    access = await load_access(conn, principal, event_id, require_2fa=require_2fa)
+    decide(access, action)
+    return access
+
+
+def require_admin(principal: Principal | None) -> Principal:
+    if principal is None:
+        raise FoyerError("unauthorized", "sign in first")
+    if not principal.is_admin:
+        raise FoyerError("forbidden", "admins only")
+    return principal

@@ -1,0 +1,74 @@
+"""Access tokens: short-lived HS256 JWTs with a pinned algorithm and every claim checked.
+
+Guarantees: `verify_access` accepts only tokens that this deployment signed (`alg` pinned to
+HS256, so `none`/RS-confusion attacks fail), that are of type `access`, unexpired (`exp`), not
+issued in the future (`iat`, 30 s leeway), for this audience (`aud`) and issuer (`iss`).
+Anything else is `invalid_token` (or `token_expired`), never a 500.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import jwt
+
+from domain.errors import FoyerError
+from domain.identity import Principal
+
+ALGORITHM = "HS256"
+_LEEWAY_SECONDS = 30
+
+
+class TokenService:
+    def __init__(self, *, secret: str, issuer: str, audience: str, access_ttl_seconds: int) -> None:
+        if len(secret.encode()) < 32:
+            raise ValueError("JWT secret must be at least 32 bytes")
+        self._secret = secret
+        self.issuer = issuer
+        self.audience = audience
+        self.access_ttl_seconds = access_ttl_seconds
+
+    def issue_access(self, principal: Principal, *, now: float | None = None) -> str:
+        issued = int(now if now is not None else time.time())
+        claims = {
+            "sub": str(principal.user_id),
+            "role": principal.role,
+            "iat": issued,
+            "nbf": issued,
+            "exp": issued + self.access_ttl_seconds,
+            "iss": self.issuer,
+            "aud": self.audience,
+            "typ": "access",
+            "jti": uuid.uuid4().hex,
+        }
+        if principal.session_id is not None:
+            claims["sid"] = str(principal.session_id)
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def verify_access(self, token: str) -> Principal:
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=_LEEWAY_SECONDS,
+                options={"require": ["exp", "iat", "iss", "aud", "sub", "typ"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise FoyerError("token_expired", "access token expired; refresh it") from None
+        except jwt.PyJWTError:
+            raise FoyerError("invalid_token", "access token is not valid") from None
+        if claims.get("typ") != "access":
+            raise FoyerError("invalid_token", "not an access token")
+        if claims["iat"] > time.time() + _LEEWAY_SECONDS:
+            raise FoyerError("invalid_token", "token issued in the future")
+        try:
+            user_id = uuid.UUID(claims["sub"])
+            session_id = uuid.UUID(claims["sid"]) if claims.get("sid") else None
+        except (ValueError, TypeError):
+            raise FoyerError("invalid_token", "access token is not valid") from None
+        role = claims.get("role") if claims.get("role") in ("user", "admin") else "user"
+        return Principal(user_id=user_id, role=role, session_id=session_id)

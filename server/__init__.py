@@ -1,0 +1,1 @@
+"""Process wiring: the aiohttp app, middlewares, Socket.IO, embedded services, metrics."""

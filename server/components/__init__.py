@@ -1,0 +1,38 @@
+"""Capabilities plugged into a node. Each module exposes `COMPONENT`; `server.app` mounts them in order.
+
+A component brings its HTTP routers, an optional `setup` (runs in `create_app`, before the app is
+frozen: build service objects and store them under the component's AppKeys; no I/O yet), an
+optional lifespan (background loops, started after PostgreSQL/Redis are connected, stopped
+before they close, in reverse order) and optional Socket.IO bindings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import socketio
+from aiohttp import web
+
+from domain.services import Core
+from handlers.api import Router
+
+Setup = Callable[[web.Application, Core], None]
+Lifespan = Callable[[web.Application, Core], AsyncIterator[None]]
+SocketSetup = Callable[[socketio.AsyncServer, Core, web.Application], None]
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    routers: tuple[Router, ...] = ()
+    setup: Setup | None = None
+    lifespan: Lifespan | None = None
+    socket_setup: SocketSetup | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def all_components() -> list[Component]:
+    from server.components import accounts, events, live, reach, tickets
+
+    return [accounts.COMPONENT, events.COMPONENT, tickets.COMPONENT, live.COMPONENT, reach.COMPONENT]

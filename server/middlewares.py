@@ -1,0 +1,162 @@
+"""HTTP middlewares, outermost first: request id + client IP, security headers + CORS, metrics, errors.
+
+- Request ids: an incoming `X-Request-Id` (sane charset, ≤ 64 chars) is kept, else one is made;
+  it is echoed in the response and put on every log line of the request.
+- Client IP: `X-Forwarded-For`/`-Proto` are honoured only when the direct peer is one of
+  `trusted_proxies`; otherwise they are ignored (no IP spoofing past rate limits).
+- Errors: a `FoyerError` becomes `{"error": {code, message, details?}}` with its status; aiohttp's
+  own HTTP errors (404 route, 405, 413) get the same shape; anything else is logged with the
+  request id and answered `internal_error` without internals.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from domain.errors import FoyerError
+from handlers.api import CLIENT_IP, REQUEST_ID, SCHEME, json_response
+from server.metrics import METRICS
+
+log = logging.getLogger("foyer.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+_CORS_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
+_CORS_HEADERS = "Authorization, Content-Type, Idempotency-Key, If-None-Match, X-Request-Id"
+
+_AIOHTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large", 400: "bad_request",
+                  415: "unsupported_media_type"}
+
+
+def error_body(code: str, message: str, details: object = None) -> dict:
+    error: dict = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return {"error": error}
+
+
+def make_request_context(trusted: tuple[str, ...]) -> Callable:
+    networks = [ipaddress.ip_network(c, strict=False) for c in trusted]
+
+    def is_trusted(peer: str | None) -> bool:
+        if not peer or not networks:
+            return False
+        try:
+            addr = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(addr in n for n in networks)
+
+    @web.middleware
+    async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+        incoming = request.headers.get("X-Request-Id", "")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request[REQUEST_ID] = request_id
+        peer = request.remote
+        client_ip, scheme = peer, request.scheme
+        if is_trusted(peer):
+            forwarded = [p.strip() for p in request.headers.get("X-Forwarded-For", "").split(",") if p.strip()]
+            # Walk from the nearest hop back, skipping our own proxies; the first untrusted hop is the client.
+            for hop in reversed(forwarded):
+                client_ip = hop
+                if not is_trusted(hop):
+                    break
+            proto = request.headers.get("X-Forwarded-Proto", "").lower()
+            if proto in ("http", "https"):
+                scheme = proto
+        request[CLIENT_IP] = client_ip
+        request[SCHEME] = scheme
+        response = await handler(request)
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+    return request_context
+
+
+def make_headers_and_cors(origins: tuple[str, ...]) -> Callable:
+    allowed = set(origins)
+    allow_any = "*" in allowed
+
+    @web.middleware
+    async def headers_and_cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        origin_ok = bool(origin) and (allow_any or origin in allowed)
+        if request.method == "OPTIONS" and origin and request.headers.get("Access-Control-Request-Method"):
+            if not origin_ok:
+                return json_response(error_body("forbidden", "origin not allowed"), status=403)
+            response: web.StreamResponse = web.Response(status=204)
+            response.headers["Access-Control-Allow-Methods"] = _CORS_METHODS
+            response.headers["Access-Control-Allow-Headers"] = _CORS_HEADERS
+            response.headers["Access-Control-Max-Age"] = "600"
+        else:
+            response = await handler(request)
+        if origin_ok and origin:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+            response.headers["Access-Control-Expose-Headers"] = "ETag, Retry-After, X-Request-Id, Location"
+        for key, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        if request.get(SCHEME) == "https":
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        return response
+
+    return headers_and_cors
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        info = request.match_info.route.resource
+        route = info.canonical if info is not None else "unmatched"
+        metrics = request.app[METRICS]
+        metrics.http_requests.labels(request.method, route, str(status)).inc()
+        metrics.http_latency.labels(request.method, route).observe(time.perf_counter() - started)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except FoyerError as exc:
+        request.app[METRICS].errors.labels(exc.code).inc()
+        return json_response({"error": exc.as_payload()}, status=exc.status, headers=exc.headers or None)
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.status == 101:
+            raise
+        code = _AIOHTTP_CODES.get(exc.status, "bad_request" if exc.status < 500 else "internal_error")
+        request.app[METRICS].errors.labels(code).inc()
+        message = "no such route" if exc.status == 404 else exc.reason
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return json_response(error_body(code, message), status=exc.status, headers=headers)
+    except Exception:
+        log.exception("unhandled error on %s %s (request %s)", request.method, request.path, request.get(REQUEST_ID))
+        request.app[METRICS].errors.labels("internal_error").inc()
+        return json_response(
+            error_body("internal_error", "something went wrong on our side", {"request_id": request.get(REQUEST_ID)}),
+            status=500,
+        )

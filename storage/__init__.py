@@ -1,0 +1,1 @@
+"""All I/O with PostgreSQL, Redis and Kafka: one module per aggregate, SQL migrations, transactions."""

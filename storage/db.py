@@ -1,0 +1,137 @@
+"""The PostgreSQL pool and named transactions.
+
+Guarantees:
+- Every multi-step write runs inside `Database.transaction(name)`: one asyncpg transaction,
+  committed when the block exits normally, rolled back on any exception (including
+  cancellation). Nothing is half-written.
+- Every connection carries `statement_timeout` and `lock_timeout` from settings, so a stuck
+  query or a lock convoy fails fast (as `busy`) instead of holding the pool.
+- Transaction names feed an optional observer (the server wires it to Prometheus) so slow or
+  failing transactions are visible by name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+import asyncpg
+import orjson
+
+from domain.errors import FoyerError
+
+Isolation = Literal["read_committed", "repeatable_read", "serializable"]
+TransactionObserver = Callable[[str, float, bool], None]
+
+# SQLSTATEs that mean "try again later" rather than "your request is wrong".
+_BUSY_SQLSTATES = {
+    "55P03",  # lock_not_available (lock_timeout)
+    "57014",  # query_canceled (statement_timeout)
+    "40001",  # serialization_failure
+    "40P01",  # deadlock_detected
+    "53300",  # too_many_connections
+}
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    """JSON/JSONB as Python objects via orjson on every pooled connection."""
+    for typename in ("json", "jsonb"):
+        await conn.set_type_codec(
+            typename,
+            encoder=lambda v: orjson.dumps(v).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+class Database:
+    """An asyncpg pool plus the named-transaction helper. One per node."""
+
+    def __init__(self, pool: asyncpg.Pool, *, observer: TransactionObserver | None = None) -> None:
+        self.pool = pool
+        self.observer = observer
+
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 2,
+        max_size: int = 20,
+        statement_timeout_ms: int = 15_000,
+        lock_timeout_ms: int = 3_000,
+        application_name: str = "foyer",
+        observer: TransactionObserver | None = None,
+    ) -> Database:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            server_settings={
+                "application_name": application_name[:63],
+                "statement_timeout": str(statement_timeout_ms),
+                "lock_timeout": str(lock_timeout_ms),
+                "idle_in_transaction_session_timeout": str(max(statement_timeout_ms * 2, 60_000)),
+                "timezone": "UTC",
+            },
+        )
+        return cls(pool, observer=observer)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @asynccontextmanager
+    async def transaction(
+        self, name: str, *, isolation: Isolation = "read_committed", readonly: bool = False
+    ) -> AsyncIterator[asyncpg.Connection]:
+        """Run a block as one named transaction; yields the connection to use inside it."""
+        started = time.perf_counter()
+        ok = False
+        try:
+            async with self.pool.acquire() as conn:
+                async with conn.transaction(isolation=isolation, readonly=readonly):
+                    yield conn
+            ok = True
+        except asyncpg.PostgresError as exc:
+            raise translate_pg_error(exc, name) from exc
+        finally:
+            if self.observer is not None:
+                self.observer(name, time.perf_counter() - started, ok)
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection in autocommit mode (single statements, reads)."""
+        try:
+            async with self.pool.acquire() as conn:
+                yield conn
+        except asyncpg.PostgresError as exc:
+            raise translate_pg_error(exc, "autocommit") from exc
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async with self.connection() as conn:
+            return await conn.fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        async with self.connection() as conn:
+            return await conn.fetchrow(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        async with self.connection() as conn:
+            return await conn.fetchval(sql, *args)
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        async with self.connection() as conn:
+            return await conn.execute(sql, *args)
+
+    async def ping(self) -> None:
+        await self.fetchval("SELECT 1")
+
+
+def translate_pg_error(exc: asyncpg.PostgresError, where: str) -> Exception:
+    """Map lock/statement timeouts and serialization failures to `busy`; leave the rest alone."""
+    if getattr(exc, "sqlstate", None) in _BUSY_SQLSTATES:
+        return FoyerError("busy", "the server is busy, try again", details={"retry_after": 1})
+    return exc
