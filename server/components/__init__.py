@@ -3,7 +3,7 @@
 A component brings its HTTP routers, an optional `setup` (runs in `create_app`, before the app is
 frozen: build service objects and store them under the component's AppKeys; no I/O yet), an
 optional lifespan (background loops, started after PostgreSQL/Redis are connected, stopped
-before they close, in reverse order) and optional Socket.IO bindings.
+before they close, in reverse order), optional Socket.IO bindings and optional outbox consumers.
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 import socketio
 from aiohttp import web
 
+from domain.consumers import Consumer
 from domain.services import Core
 from handlers.api import Router
 
 Setup = Callable[[web.Application, Core], None]
 Lifespan = Callable[[web.Application, Core], AsyncIterator[None]]
+ConsumerFactory = Callable[[web.Application, Core], list[Consumer]]
 SocketSetup = Callable[[socketio.AsyncServer, Core, web.Application], None]
 
 
@@ -29,6 +31,7 @@ class Component:
     setup: Setup | None = None
     lifespan: Lifespan | None = None
     socket_setup: SocketSetup | None = None
+    consumers: ConsumerFactory | None = None  # outbox consumers, run by the relay (domain/consumers.py)
     extra: dict = field(default_factory=dict)
 
 
