@@ -2,7 +2,8 @@
 
 from config.auth import AuthSettings
 from config.live import LiveSettings
+from config.notify import NotifySettings
 from config.reach import ReachSettings
 from config.tickets import TicketSettings
 
-__all__ = ["AuthSettings", "LiveSettings", "ReachSettings", "TicketSettings"]
+__all__ = ["AuthSettings", "LiveSettings", "NotifySettings", "ReachSettings", "TicketSettings"]

@@ -8,7 +8,7 @@ Every field has a `help` text; the README's configuration table is generated fro
 the setting, e.g. ``FOYER_PORT: expected an integer, got 'eighty'``.
 
 Settings are grouped: core fields live on `Settings`; each capability keeps its tunables in a
-section dataclass (`Settings.auth`, `Settings.tickets`, `Settings.live`, `Settings.reach`).
+section dataclass (`Settings.auth`, `Settings.tickets`, `Settings.live`, `Settings.reach`, `Settings.notify`).
 Environment variables are flat (`FOYER_<FIELD>`, field names are unique across sections); in
 TOML a field may be written at top level or inside its section table (``[tickets]``).
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from config.fields import Secret, SettingsError, setting
-from config.sections import AuthSettings, LiveSettings, ReachSettings, TicketSettings
+from config.sections import AuthSettings, LiveSettings, NotifySettings, ReachSettings, TicketSettings
 
 __all__ = ["Secret", "Settings", "SettingsError", "load_settings", "setting"]
 
@@ -100,6 +100,7 @@ class Settings:
     tickets: TicketSettings = field(default_factory=TicketSettings, metadata={"section": True})
     live: LiveSettings = field(default_factory=LiveSettings, metadata={"section": True})
     reach: ReachSettings = field(default_factory=ReachSettings, metadata={"section": True})
+    notify: NotifySettings = field(default_factory=NotifySettings, metadata={"section": True})
 
     # --- derived -------------------------------------------------------------------------------
     @property
@@ -122,7 +123,7 @@ class Settings:
 # Loading
 # ------------------------------------------------------------------------------------------------
 
-SECTION_FIELDS = ("auth", "tickets", "live", "reach")
+SECTION_FIELDS = ("auth", "tickets", "live", "reach", "notify")
 
 
 def iter_fields() -> typing.Iterator[tuple[str | None, dataclasses.Field[Any], type]]:

@@ -36,6 +36,7 @@ class Component:
 
 
 def all_components() -> list[Component]:
-    from server.components import accounts, events, live, reach, tickets
+    from server.components import accounts, events, live, notify, reach, tickets
 
-    return [accounts.COMPONENT, events.COMPONENT, tickets.COMPONENT, live.COMPONENT, reach.COMPONENT]
+    return [accounts.COMPONENT, events.COMPONENT, tickets.COMPONENT, live.COMPONENT, reach.COMPONENT,
+            notify.COMPONENT]
