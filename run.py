@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--password", help="password for the demo accounts (default: generated and printed)")
     settings = sub.add_parser("settings", parents=[common], help="list every setting with its default")
     settings.add_argument("--markdown", action="store_true", help="print a Markdown table (for the README)")
+    settings.add_argument("--update-readme", action="store_true",
+                          help="rewrite the configuration table in README.md from the settings definitions")
     sub.add_parser("worker", parents=[common], help="run background workers only (outbox relay), no HTTP")
     # Serving is the default command, so its options also work without `serve`.
     _add_serve_options(parser)
@@ -146,15 +148,29 @@ def cmd_migrate(settings: Settings) -> int:
     return 0
 
 
-def cmd_settings(markdown: bool) -> int:
+def _settings_markdown() -> str:
+    from config.settings import describe
+
+    lines = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    lines += [f"| `{r['env']}` | `{r['default']}` | {r['help']} |" for r in describe()]
+    return "\n".join(lines)
+
+
+def cmd_settings(markdown: bool, update_readme: bool = False) -> int:
+    import re
+
     from config.settings import describe
 
     rows = describe()
-    if markdown:
-        print("| Variable | Default | Meaning |")
-        print("|---|---|---|")
-        for r in rows:
-            print(f"| `{r['env']}` | `{r['default']}` | {r['help']} |")
+    if update_readme:
+        readme = Path(__file__).resolve().parent / "README.md"
+        text = readme.read_text()
+        table = "<!-- settings-table:start -->\n" + _settings_markdown() + "\n<!-- settings-table:end -->"
+        readme.write_text(re.sub(r"<!-- settings-table:start -->.*<!-- settings-table:end -->",
+                                 lambda _: table, text, flags=re.S))
+        print(f"updated {readme}")
+    elif markdown:
+        print(_settings_markdown())
     else:
         for r in rows:
             print(f"{r['env']:<40} {r['default']:<24} {r['help']}")
@@ -190,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging(settings.log_level, json_lines=settings.log_json)
     if command == "settings":
-        return cmd_settings(args.markdown)
+        return cmd_settings(args.markdown, args.update_readme)
     embedded = settings.database_url is None or settings.redis_url is None
     try:
         settings, stop = prepare(settings)
