@@ -51,36 +51,53 @@ def error_body(code: str, message: str, details: object = None) -> dict:
     return {"error": error}
 
 
-def make_request_context(trusted: tuple[str, ...]) -> Callable:
-    networks = [ipaddress.ip_network(c, strict=False) for c in trusted]
+def _parse_networks(trusted: tuple[str, ...]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(c, strict=False) for c in trusted]
 
-    def is_trusted(peer: str | None) -> bool:
-        if not peer or not networks:
-            return False
-        try:
-            addr = ipaddress.ip_address(peer)
-        except ValueError:
-            return False
-        return any(addr in n for n in networks)
+
+def _is_trusted(address: str | None, networks: list) -> bool:
+    if not address or not networks:
+        return False
+    try:
+        addr = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(addr in n for n in networks)
+
+
+def resolve_client(
+    peer: str | None, forwarded_for: str, forwarded_proto: str, scheme: str, networks: list
+) -> tuple[str | None, str]:
+    """(client IP, scheme) for a request: forwarded headers count only when the peer is a trusted proxy.
+
+    X-Forwarded-For is walked from the nearest hop back, skipping our own proxies; the first
+    untrusted hop is the client (a client cannot spoof its IP by sending the header itself).
+    """
+    if not _is_trusted(peer, networks):
+        return peer, scheme
+    client = peer
+    hops = [p.strip() for p in forwarded_for.split(",") if p.strip()]
+    for hop in reversed(hops):
+        client = hop
+        if not _is_trusted(hop, networks):
+            break
+    proto = forwarded_proto.lower()
+    return client, proto if proto in ("http", "https") else scheme
+
+
+def make_request_context(trusted: tuple[str, ...]) -> Callable:
+    networks = _parse_networks(trusted)
 
     @web.middleware
     async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.get("X-Request-Id", "")
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request[REQUEST_ID] = request_id
-        peer = request.remote
-        client_ip, scheme = peer, request.scheme
-        if is_trusted(peer):
-            forwarded = [p.strip() for p in request.headers.get("X-Forwarded-For", "").split(",") if p.strip()]
-            # Walk from the nearest hop back, skipping our own proxies; the first untrusted hop is the client.
-            for hop in reversed(forwarded):
-                client_ip = hop
-                if not is_trusted(hop):
-                    break
-            proto = request.headers.get("X-Forwarded-Proto", "").lower()
-            if proto in ("http", "https"):
-                scheme = proto
-        request[CLIENT_IP] = client_ip
+        client_ip, scheme = resolve_client(
+            request.remote, request.headers.get("X-Forwarded-For", ""),
+            request.headers.get("X-Forwarded-Proto", ""), request.scheme, networks,
+        )
+        request[CLIENT_IP] = client_ip or "unknown"
         request[SCHEME] = scheme
         response = await handler(request)
         response.headers["X-Request-Id"] = request_id

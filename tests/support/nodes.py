@@ -24,10 +24,11 @@ class Node:
     port: int
     process: asyncio.subprocess.Process
     log_path: Path
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def kill(self) -> None:
         """SIGKILL: the node dies mid-flight, like a crashed machine."""
@@ -68,14 +69,16 @@ class NodeFactory:
             sys.executable, str(self.root / "run.py"), "serve", cwd=str(self.root), env=full_env,
             stdout=log_file, stderr=asyncio.subprocess.STDOUT,
         )
-        node = Node(port=port, process=process, log_path=log_path)
+        scheme = "https" if full_env.get("FOYER_TLS_CERT") else "http"
+        node = Node(port=port, process=process, log_path=log_path, scheme=scheme)
         self.nodes.append(node)
         await self.wait_ready(node, ready_timeout)
         return node
 
     async def wait_ready(self, node: Node, timeout: float) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
-        async with aiohttp.ClientSession() as session:
+        # Test certificates are self-signed: readiness does not verify them.
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as session:
             while True:
                 if node.process.returncode is not None:
                     raise RuntimeError(f"node on {node.port} exited:\n{node.log()}")
