@@ -70,7 +70,7 @@ async def append(
         raise RuntimeError("outbox.append must run inside the transaction that makes the fact true")
     row = await conn.fetchrow(
         """INSERT INTO outbox (type, version, event_id, key, data)
-           VALUES ($1, $2, $3, coalesce($4, $3::text, gen_random_uuid()::text), $5)
+           VALUES ($1, $2, $3, coalesce($4, $3::uuid::text, gen_random_uuid()::text), $5)
            RETURNING seq, id, type, version, event_id, key, data, occurred_at""",
         type, version, event_id, key, data,
     )

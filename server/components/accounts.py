@@ -1,6 +1,12 @@
-"""Wiring of accounts: password hasher, field cipher, the account service and its routes."""
+"""Wiring of accounts: password hasher, field cipher, the account service, its routes, and the
+sweeper that deletes long-expired refresh-token families."""
 
 from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -8,10 +14,16 @@ from domain.accounts import AccountService
 from domain.crypto import FieldCipher
 from domain.passwords import Passwords
 from domain.services import Core
-from handlers import auth
+from handlers import auth, me
 from server.components import Component
+from storage import users
+
+log = logging.getLogger("foyer.accounts")
 
 CIPHER: web.AppKey[FieldCipher] = web.AppKey("foyer.cipher", FieldCipher)
+
+_SWEEP_EVERY_SECONDS = 3600.0
+_SWEEP_GRACE_SECONDS = 86400  # keep expired families a day, for support questions
 
 
 def setup(app: web.Application, core: Core) -> None:
@@ -23,4 +35,44 @@ def setup(app: web.Application, core: Core) -> None:
     app[auth.ACCOUNTS] = AccountService(core, passwords=passwords, cipher=cipher)
 
 
-COMPONENT = Component(name="accounts", routers=(auth.router,), setup=setup)
+async def sweep_refresh_tokens(core: Core) -> int:
+    """Delete refresh-token families that expired over a day ago; returns rows deleted."""
+    total = 0
+    while True:
+        deleted = await users.delete_expired_refresh_tokens(core.db.pool, grace_seconds=_SWEEP_GRACE_SECONDS)
+        total += deleted
+        if deleted == 0:
+            return total
+
+
+async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
+    async def loop() -> None:
+        failures = 0
+        while True:
+            # Jittered so the nodes of a cluster do not sweep in lock-step (the sweep is idempotent).
+            delay = _SWEEP_EVERY_SECONDS * random.uniform(0.5, 1.0) if failures == 0 else \
+                min(300.0, 2.0 ** failures) * random.uniform(0.5, 1.0)
+            await asyncio.sleep(delay)
+            try:
+                deleted = await sweep_refresh_tokens(core)
+                failures = 0
+                if deleted:
+                    log.info("deleted %d expired refresh tokens", deleted)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                log.warning("refresh-token sweep failed (attempt %d)", failures, exc_info=True)
+
+    task = asyncio.create_task(loop(), name="foyer.accounts.sweep")
+    try:
+        yield
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+
+COMPONENT = Component(name="accounts", routers=(auth.router, me.router), setup=setup, lifespan=lifespan)
