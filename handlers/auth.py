@@ -183,6 +183,8 @@ async def totp_disable(req: ApiRequest) -> dict:
     assert req.principal is not None
     body: TotpDisableBody = req.body
     _one_second_factor(body.code, body.recovery_code, "code")
+    if not body.code and not body.recovery_code:
+        raise field_error("code", "a TOTP code (code) or a recovery_code is required")
     await req.app[ACCOUNTS].twofactor.disable(req.principal, password=body.password, totp_code=body.code,
                                               recovery_code=body.recovery_code)
     return {"totp_enabled": False}
