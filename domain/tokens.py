@@ -1,9 +1,15 @@
 """Access tokens: short-lived HS256 JWTs with a pinned algorithm and every claim checked.
 
 Guarantees: `verify_access` accepts only tokens that this deployment signed (`alg` pinned to
-HS256, so `none`/RS-confusion attacks fail), that are of type `access`, unexpired (`exp`), not
-issued in the future (`iat`, 30 s leeway), for this audience (`aud`) and issuer (`iss`).
-Anything else is `invalid_token` (or `token_expired`), never a 500.
+HS256 whatever the header says, so `none`, `HS512` and RS/HS key-confusion tokens fail), that
+are of type `access` (a refresh token or any other JWT of ours is refused), unexpired (`exp`),
+not issued or valid only in the future (`iat`, `nbf`), for this audience (`aud`) and issuer
+(`iss`), with a UUID subject. Clock leeway is 30 s either way. Header fields such as `kid`,
+`jku`, `x5u` or `jwk` are ignored: the key is never chosen by the token. Anything else is
+`invalid_token` (or `token_expired`), never a 500. Tests: tests/domain/test_tokens.py.
+
+Access tokens cannot be revoked before `exp` (no per-request lookup); that is why they are
+short-lived and why revocation works on refresh tokens (docs/security.md).
 """
 
 from __future__ import annotations
@@ -63,12 +69,16 @@ class TokenService:
             raise FoyerError("invalid_token", "access token is not valid") from None
         if claims.get("typ") != "access":
             raise FoyerError("invalid_token", "not an access token")
-        if claims["iat"] > time.time() + _LEEWAY_SECONDS:
+        iat = claims.get("iat")
+        if not isinstance(iat, int | float) or iat > time.time() + _LEEWAY_SECONDS:
             raise FoyerError("invalid_token", "token issued in the future")
+        sub, sid = claims.get("sub"), claims.get("sid")
+        if not isinstance(sub, str) or not (sid is None or isinstance(sid, str)):
+            raise FoyerError("invalid_token", "access token is not valid")
         try:
-            user_id = uuid.UUID(claims["sub"])
-            session_id = uuid.UUID(claims["sid"]) if claims.get("sid") else None
-        except (ValueError, TypeError):
+            user_id = uuid.UUID(sub)
+            session_id = uuid.UUID(sid) if sid else None
+        except ValueError:
             raise FoyerError("invalid_token", "access token is not valid") from None
         role = claims.get("role") if claims.get("role") in ("user", "admin") else "user"
         return Principal(user_id=user_id, role=role, session_id=session_id)
