@@ -11,6 +11,13 @@ Rules beyond the table:
   `TWO_FACTOR_ACTIONS` (publishing, attendee/revenue/analytics data): `two_factor_required`.
 - Live-room access for attendees depends on the event's `live_access` setting.
 - Admins may do everything, subject to the 2FA rule.
+- The owner (creator) of an event is an organizer with three more rights (`OWNER_ONLY`):
+  deleting a draft, cancelling a published event, and adding/removing co-organizers.
+  Co-organizers are organizers without those three.
+- Global actions (not about one event, e.g. creating an event) are decided by
+  `authorize_global` from `GLOBAL_ACTIONS`.
+- Public listings show published events only; `visible_to_public` says which rows qualify and
+  `filter_visible` runs every listed row through `decide(VIEW_EVENT)`.
 """
 
 from __future__ import annotations
@@ -34,6 +41,8 @@ class Role(StrEnum):
 
 
 class Action(StrEnum):
+    # global (not about one event): decided by `authorize_global`
+    CREATE_EVENT = "event.create"
     # events and schedule
     VIEW_EVENT = "event.view"
     UPDATE_EVENT = "event.update"
@@ -44,6 +53,7 @@ class Action(StrEnum):
     MANAGE_TEAM = "event.manage_team"  # moderators and staff
     VIEW_TEAM = "event.view_team"
     EDIT_SCHEDULE = "schedule.edit"
+    BOOKMARK_SESSION = "agenda.bookmark"  # personal agenda: any signed-in user who can view the event
     # ticketing
     MANAGE_TICKETS = "tickets.manage"
     BUY_TICKETS = "tickets.buy"
@@ -65,10 +75,17 @@ class Action(StrEnum):
 
 
 _STAFF_ROLES = frozenset({Role.ORGANIZER, Role.MODERATOR, Role.STAFF})
+OWNER = "owner"  # pseudo-role: the event's creator (events.owner_id), also stored as an organizer
+
+# Rights of the owner that co-organizers do not have.
+OWNER_ONLY: frozenset[Action] = frozenset({Action.DELETE_EVENT, Action.CANCEL_EVENT, Action.MANAGE_ORGANIZERS})
+# Global actions are not granted per event.
+GLOBAL_ONLY: frozenset[Action] = frozenset({Action.CREATE_EVENT})
 
 # Actions a role grants on a *visible* event. Admins are handled separately (everything).
 ROLE_ACTIONS: dict[str, frozenset[Action]] = {
-    Role.ORGANIZER: frozenset(Action),
+    OWNER: frozenset(Action) - GLOBAL_ONLY,
+    Role.ORGANIZER: frozenset(Action) - GLOBAL_ONLY - OWNER_ONLY,
     Role.MODERATOR: frozenset(
         {Action.VIEW_EVENT, Action.VIEW_TEAM, Action.CHECK_IN, Action.VIEW_CHECKINS, Action.JOIN_LIVE,
          Action.JOIN_STAFF_ROOM, Action.MODERATE_LIVE, Action.BUY_TICKETS}
@@ -79,9 +96,16 @@ ROLE_ACTIONS: dict[str, frozenset[Action]] = {
     ),
     Role.ATTENDEE: frozenset({Action.VIEW_EVENT, Action.BUY_TICKETS, Action.JOIN_LIVE, Action.SEND_FEEDBACK}),
     # any signed-in user, no role on the event
-    "user": frozenset({Action.VIEW_EVENT, Action.BUY_TICKETS}),
+    "user": frozenset({Action.VIEW_EVENT, Action.BUY_TICKETS, Action.BOOKMARK_SESSION}),
     # not signed in
     "anonymous": frozenset({Action.VIEW_EVENT}),
+}
+
+# Global actions per global role ("anonymous" = not signed in).
+GLOBAL_ACTIONS: dict[str, frozenset[Action]] = {
+    "anonymous": frozenset(),
+    "user": frozenset({Action.CREATE_EVENT}),
+    "admin": frozenset({Action.CREATE_EVENT}),
 }
 
 TWO_FACTOR_ACTIONS: frozenset[Action] = frozenset(
@@ -107,6 +131,7 @@ class EventAccess:
     is_admin: bool
     totp_enabled: bool
     require_2fa: bool = True
+    schedule_version: int = 0
 
     @property
     def is_owner(self) -> bool:
@@ -114,18 +139,20 @@ class EventAccess:
 
     @property
     def is_staff(self) -> bool:
-        """Organizer, moderator or scanner on this event, or an admin."""
-        return self.is_admin or bool(self.roles & _STAFF_ROLES)
+        """Owner, organizer, moderator or scanner on this event, or an admin."""
+        return self.is_admin or self.is_owner or bool(self.roles & _STAFF_ROLES)
 
     @property
     def publicly_visible(self) -> bool:
-        return self.status == "published" or (self.status == "cancelled" and self.published_at is not None)
+        return visible_to_public(self.status, self.published_at)
 
     def granted(self) -> frozenset[Action]:
         """Every action the table grants, before the 2FA and state rules."""
         if self.is_admin:
-            return frozenset(Action)
+            return frozenset(Action) - GLOBAL_ONLY
         granted: set[Action] = set(ROLE_ACTIONS["user" if self.user_id else "anonymous"])
+        if self.is_owner:
+            granted |= ROLE_ACTIONS[OWNER]
         for role in self.roles:
             granted |= ROLE_ACTIONS.get(role, frozenset())
         if Action.JOIN_LIVE in granted and not self._may_join_live():
@@ -180,6 +207,7 @@ def access_from_row(
         is_admin=bool(principal and principal.is_admin),
         totp_enabled=bool(row["totp_enabled"]),
         require_2fa=require_2fa,
+        schedule_version=row.get("schedule_version", 0),
     )
 
 
@@ -200,6 +228,43 @@ async def authorize(
     access = await load_access(conn, principal, event_id, require_2fa=require_2fa)
     decide(access, action)
     return access
+
+
+def authorize_global(principal: Principal | None, action: Action) -> Principal:
+    """Decide an action that is not about one event (e.g. creating an event)."""
+    if action not in GLOBAL_ONLY:
+        raise ValueError(f"{action} is decided per event: use authorize()")
+    if principal is None:
+        raise FoyerError("unauthorized", "sign in first")
+    if action not in GLOBAL_ACTIONS["admin" if principal.is_admin else "user"]:
+        raise FoyerError("forbidden", f"you may not do {action.value}")
+    return principal
+
+
+def visible_to_public(status: str, published_at: datetime | None) -> bool:
+    """Whether an event is visible to callers without a role on it (listings, share pages)."""
+    return status == "published" or (status == "cancelled" and published_at is not None)
+
+
+def filter_visible(
+    rows: list[Any], principal: Principal | None, *, roles_of: Any = None, require_2fa: bool = True
+) -> list[tuple[Any, EventAccess]]:
+    """Keep the rows (objects with event_id/id, status, owner_id, live_access, published_at) the
+    caller may view, each with its `EventAccess`; `roles_of(row)` gives the caller's roles on that
+    row's event (default: none). `totp_enabled` is unknown here (False): decide only actions that
+    are not 2FA-gated with these accesses."""
+    kept = []
+    for row in rows:
+        access = EventAccess(
+            event_id=getattr(row, "event_id", None) or row.id,
+            user_id=principal.user_id if principal else None,
+            status=row.status, owner_id=row.owner_id, live_access=row.live_access,
+            published_at=row.published_at, roles=frozenset(roles_of(row) if roles_of else ()),
+            is_admin=bool(principal and principal.is_admin), totp_enabled=False, require_2fa=require_2fa,
+        )
+        if access.can(Action.VIEW_EVENT):
+            kept.append((row, access))
+    return kept
 
 
 def require_admin(principal: Principal | None) -> Principal:

@@ -1,7 +1,8 @@
-"""Wiring of the events capability."""
+"""Wiring of the events capability: events, team, sessions/speakers/schedule, personal agenda."""
 
 from __future__ import annotations
 
+from handlers import events
 from server.components import Component
 
-COMPONENT = Component(name="events")
+COMPONENT = Component(name="events", routers=(events.router,))
