@@ -51,6 +51,20 @@ def _parser() -> argparse.ArgumentParser:
     settings.add_argument("--update-readme", action="store_true",
                           help="rewrite the configuration table in README.md from the settings definitions")
     sub.add_parser("worker", parents=[common], help="run background workers only (outbox relay), no HTTP")
+    rotate = sub.add_parser(
+        "rotate-keys", parents=[common], help="re-encrypt every encrypted field under the primary key",
+        description="Re-encrypt every encrypted column (all `*_enc` columns) under the first key of "
+        "FOYER_ENCRYPTION_KEYS, in batches, idempotently, while nodes keep serving. Exits 0 when every value "
+        "is under the primary key. Procedure: docs/security.md, 'Key rotation'.")
+    rotate.add_argument("--batch-size", type=int, default=500, help="rows per transaction (default 500)")
+    rotate.add_argument("--check", action="store_true",
+                        help="only report; exit 1 if any value is not under the primary key yet")
+    admin = sub.add_parser(
+        "admin", parents=[common], help="grant or revoke the global admin role (audit-logged)",
+        description="The only way to make an account an admin. `grant EMAIL` / `revoke EMAIL` change the role "
+        "and write an audit row (security_audit); `revoke` also signs the account out. `list` prints the admins.")
+    admin.add_argument("admin_action", choices=("grant", "revoke", "list"), metavar="{grant,revoke,list}")
+    admin.add_argument("email", nargs="?", help="the account's email (grant and revoke)")
     # Serving is the default command, so its options also work without `serve`.
     _add_serve_options(parser)
     for action in common._actions:
@@ -224,6 +238,14 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_demo(settings, args.password)
         if command == "worker":
             return cmd_worker(settings)
+        if command == "rotate-keys":
+            from server.accounts_cli import rotate_keys
+
+            return rotate_keys(settings, batch_size=args.batch_size, check=args.check)
+        if command == "admin":
+            from server.accounts_cli import admin
+
+            return admin(settings, action=args.admin_action, email=args.email)
         raise AssertionError(command)
     except KeyboardInterrupt:
         return 0

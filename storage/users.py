@@ -110,6 +110,11 @@ async def set_role(conn: asyncpg.Connection, email: str, role: str) -> tuple[Use
     return (UserRow.from_record(row), row["old_role"]) if row else None
 
 
+async def list_by_role(conn: Conn, role: str) -> list[UserRow]:
+    rows = await conn.fetch(f"SELECT {_USER_COLUMNS} FROM users WHERE role = $1 ORDER BY lower(email)", role)
+    return [UserRow.from_record(r) for r in rows]
+
+
 # --- two-factor -------------------------------------------------------------------------------
 
 async def set_pending_totp_secret(conn: Conn, user_id: uuid.UUID, secret_enc: bytes) -> None:
