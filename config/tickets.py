@@ -1,16 +1,63 @@
-"""Settings of ticket sales: holds, the Redis inventory gate, payments, the waiting room."""
+"""Settings of ticket sales: holds, the Redis inventory gate, group commit, payments, the waiting room."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from config.fields import SettingsError, setting
+from config.fields import Secret, SettingsError, setting
 
 
 @dataclass(frozen=True, slots=True)
 class TicketSettings:
     hold_seconds: int = setting(600, help="How long a held order keeps its seats while the buyer pays.")
+    max_tickets_per_order: int = setting(
+        50, help="Upper bound on seats in one order, whatever a ticket type allows (OWASP API4/API6)."
+    )
+    # Group commit: one PostgreSQL transaction per batch of buyers' holds per node. A few ms of
+    # waiting removes most of the per-commit fsync and row-lock cost (docs/ticketing.md).
+    order_batch_max: int = setting(256, help="Most holds committed together in one PostgreSQL transaction.")
+    order_batch_window_ms: float = setting(
+        2.0, help="How long the hold batcher waits for more buyers after the first one, in milliseconds."
+    )
+    sale_cache_seconds: float = setting(
+        2.0, help="In-process cache of events' ticket types and sale state, so sold_out needs no database."
+    )
+    hold_sweep_interval_seconds: float = setting(
+        1.0, help="How often every node returns the seats of expired holds (SKIP LOCKED, exactly once)."
+    )
+    payments_provider: str = setting("sandbox", help="Payment provider: `sandbox` or `stripe`.")
+    payments_sandbox_mount: bool = setting(
+        False, help="Serve the sandbox payment processor inside this node under /sandbox (demo, load tests)."
+    )
+    payments_sandbox_url: str = setting(
+        "", help="Base URL of the sandbox processor. Empty: this node's own /sandbox mount."
+    )
+    payments_sandbox_secret: Secret = setting(
+        Secret(""), secret=True,
+        help="Sandbox API key and webhook signing secret. Empty: derived from the JWT secret (all nodes agree).",
+    )
+    payments_sandbox_webhook_url: str = setting(
+        "", help="Where the mounted sandbox sends webhooks. Empty: this node's /api/payments/webhooks/sandbox."
+    )
+    stripe_api_key: Secret = setting(Secret(""), secret=True, help="Stripe secret API key (sk_...).")
+    stripe_webhook_secret: Secret = setting(
+        Secret(""), secret=True, help="Stripe webhook endpoint signing secret (whsec_...)."
+    )
+    stripe_api_base: str = setting(
+        "https://api.stripe.com", help="Stripe API base URL (point at a Stripe-compatible server in tests)."
+    )
+    payments_webhook_tolerance_seconds: int = setting(
+        300, help="Webhook signatures older than this are rejected (replay window; Stripe's default)."
+    )
 
     def validate(self) -> None:
-        if not 30 <= self.hold_seconds <= 86400:
-            raise SettingsError("FOYER_HOLD_SECONDS: must be between 30 and 86400")
+        if not 1 <= self.hold_seconds <= 86400:
+            raise SettingsError("FOYER_HOLD_SECONDS: must be between 1 and 86400")
+        if not 1 <= self.order_batch_max <= 5000:
+            raise SettingsError("FOYER_ORDER_BATCH_MAX: must be between 1 and 5000")
+        if not 0 <= self.order_batch_window_ms <= 1000:
+            raise SettingsError("FOYER_ORDER_BATCH_WINDOW_MS: must be between 0 and 1000")
+        if self.payments_provider not in ("sandbox", "stripe"):
+            raise SettingsError("FOYER_PAYMENTS_PROVIDER: must be `sandbox` or `stripe`")
+        if self.max_tickets_per_order < 1:
+            raise SettingsError("FOYER_MAX_TICKETS_PER_ORDER: must be at least 1")

@@ -95,6 +95,7 @@ class RouteSpec:
     operation_id: str = ""
     headers: tuple[str, ...] = ()  # documented request headers (e.g. Idempotency-Key)
     extra: dict[str, Any] = field(default_factory=dict)
+    idempotency: str | None = None  # scope: replay the first 2xx per Idempotency-Key (storage/idempotency.py)
 
 
 def _json_default(obj: Any) -> Any:
@@ -201,15 +202,20 @@ class Router:
         description: str = "",
         content_type: str = "application/json",
         headers: tuple[str, ...] = (),
+        idempotency: str | None = None,
         **extra: Any,
     ) -> Callable[[Handler], Handler]:
+        if idempotency and "Idempotency-Key" not in headers:
+            headers = (*headers, "Idempotency-Key")
+            errors = (*errors, "idempotency_key_reused", "idempotency_in_progress")
+
         def decorate(fn: Handler) -> Handler:
             self.specs.append(
                 RouteSpec(
                     method=method.upper(), path=path, handler=fn, summary=summary, tag=self.tag, auth=auth,
                     status=status, body=body, query=query, response=response, errors=errors,
                     description=description or (fn.__doc__ or "").strip(), content_type=content_type,
-                    operation_id=fn.__name__, headers=headers, extra=extra,
+                    operation_id=fn.__name__, headers=headers, extra=extra, idempotency=idempotency,
                 )
             )
             return fn
@@ -255,14 +261,40 @@ def _make_view(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.StreamR
             if request.content_type not in ("application/json", "") and request.can_read_body:
                 raise FoyerError("unsupported_media_type", "send application/json")
             body = decode_body(await request.read(), spec.body)
-        result = await spec.handler(
-            ApiRequest(request=request, core=core, principal=principal, params=params, query=query, body=body)
-        )
-        if isinstance(result, web.StreamResponse):
-            return result
-        if result is None and spec.status == 204:
-            return web.Response(status=204)
-        return json_response(result, status=spec.status)
+        api_request = ApiRequest(request=request, core=core, principal=principal, params=params, query=query,
+                                 body=body)
+        if spec.idempotency and request.headers.get("Idempotency-Key") is not None:
+            return await _run_idempotent(spec, api_request)
+        return _to_response(spec, await spec.handler(api_request))
 
     view.foyer_spec = spec  # type: ignore[attr-defined]
     return view
+
+
+def _to_response(spec: RouteSpec, result: Any) -> web.StreamResponse:
+    if isinstance(result, web.StreamResponse):
+        return result
+    if result is None and spec.status == 204:
+        return web.Response(status=204)
+    return json_response(result, status=spec.status)
+
+
+async def _run_idempotent(spec: RouteSpec, req: ApiRequest) -> web.StreamResponse:
+    """The `idempotency=` route option: see storage/idempotency.py for the guarantees."""
+    from storage import idempotency
+
+    key = idempotency.valid_key(req.request.headers.get("Idempotency-Key"))
+    assert key is not None
+    principal = str(req.principal.user_id) if req.principal else "anonymous:" + req.client_ip
+    fp = idempotency.fingerprint(spec.method, req.request.path, await req.request.read())
+
+    async def call() -> tuple[int, bytes]:
+        response = _to_response(spec, await spec.handler(req))
+        body = response.body if isinstance(response, web.Response) and isinstance(response.body, bytes) else b""
+        return response.status, body
+
+    stored = await idempotency.run_once(req.core.db, scope=spec.idempotency or "", principal=principal, key=key,
+                                        fp=fp, call=call)
+    if stored.status == 204:
+        return web.Response(status=204)
+    return web.Response(body=stored.body, status=stored.status, content_type="application/json")

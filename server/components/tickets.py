@@ -1,7 +1,59 @@
-"""Wiring of the tickets capability."""
+"""Wiring of the tickets capability: catalog cache, Redis gate, hold batcher, expiry sweeper,
+payment provider (and the opt-in sandbox processor), routes."""
 
 from __future__ import annotations
 
-from server.components import Component
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
 
-COMPONENT = Component(name="tickets")
+from aiohttp import web
+
+from domain.services import Core
+from domain.tickets.catalog import SaleCatalog
+from domain.tickets.holders import TicketHolders
+from domain.tickets.keys import EventKeys
+from domain.tickets.manage import CatalogAdmin
+from domain.tickets.ordering import OrderService
+from domain.tickets.payments import PaymentService
+from domain.tickets.services import TicketServices
+from handlers import orders, tickets
+from handlers.orders import TICKETS
+from server.components import Component
+from server.components.accounts import CIPHER
+from storage.inventory import Gate
+
+log = logging.getLogger("foyer.tickets")
+
+
+def setup(app: web.Application, core: Core) -> None:
+    app[TICKETS] = TicketServices()
+
+
+async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
+    s = core.settings.tickets
+    svc = app[TICKETS]
+    gate = Gate(core.redis, core.keys, core.db)
+    catalog = SaleCatalog(core.db, s.sale_cache_seconds)
+    keys = EventKeys(core.db, app[CIPHER])
+    order_service = OrderService(
+        db=core.db, gate=gate, catalog=catalog, keys=keys, hold_seconds=s.hold_seconds,
+        max_seats=s.max_tickets_per_order, batch_max=s.order_batch_max, batch_window_s=s.order_batch_window_ms / 1000)
+    svc.gate, svc.keys = gate, keys
+    svc.admin = CatalogAdmin(db=core.db, gate=gate, catalog=catalog, keys=keys)
+    svc.payments = PaymentService(db=core.db, orders=order_service, keys=keys, provider=None)
+    svc.holders = TicketHolders(db=core.db, keys=keys)
+    svc.orders = order_service
+    order_service.batcher.start()
+    sweeper = asyncio.create_task(order_service.sweeper(s.hold_sweep_interval_seconds), name="foyer.hold_sweeper")
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await order_service.batcher.stop()
+
+
+COMPONENT = Component(name="tickets", routers=(tickets.router, orders.router), setup=setup, lifespan=lifespan)

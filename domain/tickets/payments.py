@@ -1,0 +1,179 @@
+"""Order lifecycle after the hold: payment, webhooks, refunds, cancellations, ticket issue.
+
+Guarantees:
+- one payment per order (UNIQUE payments.order_id; the provider idempotency key is derived from
+  the order id, so retries of `start_payment` reuse the same intent);
+- webhooks: the signature is verified by the provider adapter (400 `invalid_signature`);
+  `payment_events` dedupes by provider event id inside the applying transaction; the
+  transitions are order-independent (a `payment_failed` after `succeeded` changes nothing, a
+  `succeeded` after `failed` still pays);
+- pending -> paid exactly once: the order row is locked and only `held` (or a re-acquirable
+  `expired`) moves to `paid`; tickets are issued in that same transaction;
+- a late payment for an expired hold re-acquires the seats if they are still free, else the
+  money is refunded automatically (after commit, provider idempotency key `refund:<id>`);
+- refunds and cancellations void tickets and return seats in one transaction, then call the
+  provider; the outcome is recorded on the `refunds` row.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from domain.errors import FoyerError, not_found
+from domain.identity import Principal
+from domain.policy import Action, load_access
+from domain.tickets.keys import EventKeys
+from domain.tickets.models import Line, Order
+from domain.tickets.ordering import OrderService
+from storage import orders as order_store
+from storage import payments as pay_store
+from storage import tickets as ticket_store
+from storage.db import Database
+from storage.orders import Released
+
+log = logging.getLogger("foyer.tickets.payments")
+
+
+class PaymentService:
+    def __init__(self, *, db: Database, orders: OrderService, keys: EventKeys, provider: Any) -> None:
+        self.db = db
+        self.orders = orders
+        self.keys = keys
+        self.provider = provider  # integrations.payments.PaymentProvider
+
+    # --- reading --------------------------------------------------------------------------------
+    async def visible_order(self, principal: Principal | None, order_id: uuid.UUID, *,
+                            action: Action = Action.VIEW_ORDERS) -> Order:
+        """The order if the caller bought it or may `action` on its event; else `not_found`."""
+        order = await self.orders.get(order_id)
+        if order is None or principal is None:
+            raise not_found("order")
+        if order.user_id == principal.user_id:
+            return order
+        async with self.db.connection() as conn:
+            access = await load_access(conn, principal, order.event_id)
+        if not access.can(Action.VIEW_EVENT) or not access.is_staff:
+            raise not_found("order")
+        if not access.can(action):
+            from domain.policy import decide
+
+            decide(access, action)  # raises the precise forbidden / two_factor_required
+        return order
+
+    async def orders_of(self, user_id: uuid.UUID) -> list[Order]:
+        async with self.db.connection() as conn:
+            return await order_store.orders_of_user(conn, user_id)
+
+    # --- cancellation and refunds --------------------------------------------------------------
+    async def cancel(self, principal: Principal, order_id: uuid.UUID, *, reason: str = "") -> Order:
+        order = await self.orders.get(order_id)
+        if order is None:
+            raise not_found("order")
+        own = order.user_id == principal.user_id
+        if not (own and order.status == "held"):
+            order = await self.visible_order(principal, order_id, action=Action.REFUND_ORDERS)
+        refund = None
+        async with self.db.transaction("orders.cancel") as conn:
+            order = await order_store.get_order(conn, order_id, for_update=True)
+            assert order is not None
+            if order.status == "held":
+                released = await order_store.move_counters(
+                    conn, ((ln.ticket_type_id, -ln.quantity, 0) for ln in order.items))
+            elif order.status in ("paid", "confirmed") and not own:
+                released, refund = await self._void_and_refund(conn, order, None, None, principal.user_id,
+                                                               reason or "cancelled by organizer")
+            else:
+                raise FoyerError("invalid_state", f"the order is {order.status}")
+            await order_store.set_status(conn, order.id, "cancelled",
+                                         refunded_cents=order.total_cents if refund else None)
+            await order_store.append_outbox(conn, [("order.cancelled", order.event_id, order_store.order_fact(
+                order, previous_status=order.status, by=str(principal.user_id), reason=reason))])
+        await self.orders.after_release(released or Released())
+        if refund is not None:
+            await self._send_refund(refund)
+        result = await self.orders.get(order_id)
+        assert result is not None
+        return result
+
+    async def refund(self, principal: Principal, order_id: uuid.UUID, *, amount_cents: int | None,
+                     ticket_ids: Sequence[uuid.UUID] | None, reason: str) -> Order:
+        """Full (no amount, no tickets) or partial refund by an organizer. Tickets named are void
+        and their seats return; a refund reaching the total voids every ticket (`refunded`)."""
+        await self.visible_order(principal, order_id, action=Action.REFUND_ORDERS)
+        async with self.db.transaction("orders.refund") as conn:
+            order = await order_store.get_order(conn, order_id, for_update=True)
+            assert order is not None
+            if order.status not in ("paid", "confirmed"):
+                raise FoyerError("invalid_state", f"the order is {order.status}")
+            released, refund = await self._void_and_refund(conn, order, amount_cents, ticket_ids,
+                                                           principal.user_id, reason or "refund")
+        await self.orders.after_release(released)
+        if refund is not None:
+            await self._send_refund(refund)
+        result = await self.orders.get(order_id)
+        assert result is not None
+        return result
+
+    async def _void_and_refund(self, conn: Any, order: Order, amount: int | None,
+                               ticket_ids: Sequence[uuid.UUID] | None, by: uuid.UUID | None,
+                               reason: str) -> tuple[Released, dict | None]:
+        remaining = order.total_cents - order.refunded_cents
+        full = amount is None and not ticket_ids
+        if ticket_ids:
+            owned = {t.id: t for t in await ticket_store.tickets_of_order(conn, order.id) if t.status == "valid"}
+            if any(tid not in owned for tid in ticket_ids):
+                raise FoyerError("validation_failed", "not a valid ticket of this order",
+                                 details=[{"field": "ticket_ids", "message": "unknown or already void"}])
+        voided = await ticket_store.void_tickets(conn, order.id, None if full else (ticket_ids or []))
+        prices = {ln.ticket_type_id: ln.unit_price_cents for ln in order.items}
+        if amount is None:
+            amount = remaining if full else sum(prices[t.ticket_type_id] for t in voided)
+        if amount > remaining or amount < 0:
+            raise FoyerError("validation_failed", "refund exceeds what was paid",
+                             details=[{"field": "amount_cents", "message": f"at most {remaining}"}])
+        lines: dict[uuid.UUID, int] = {}
+        for t in voided:
+            lines[t.ticket_type_id] = lines.get(t.ticket_type_id, 0) + 1
+        released = await order_store.move_counters(conn, ((tid, 0, -n) for tid, n in lines.items())) or Released()
+        all_void = not await conn.fetchval("SELECT count(*) FROM tickets WHERE order_id = $1 AND status = 'valid'",
+                                           order.id)
+        refunded_total = order.refunded_cents + amount
+        status = "refunded" if all_void and (refunded_total >= order.total_cents or order.total_cents == 0) else order.status
+        await order_store.set_status(conn, order.id, status, refunded_cents=refunded_total)
+        for holder in {t.holder_id for t in voided}:
+            await ticket_store.drop_attendee_if_no_ticket(conn, order.event_id, holder)
+        refund = None
+        if amount > 0:
+            refund = await pay_store.create_refund(conn, order.id, amount_cents=amount, reason=reason, created_by=by)
+        await order_store.append_outbox(conn, [("order.refunded", order.event_id, order_store.order_fact(
+            order, amount_cents=amount, refunded_cents=refunded_total, status=status,
+            voided_ticket_ids=[str(t.id) for t in voided], reason=reason))])
+        return released, refund
+
+    async def _send_refund(self, refund: dict) -> None:
+        """Ask the provider for the money back (idempotent per refund id); record the outcome."""
+        if refund.get("intent_id") is None:
+            await pay_store.finish_refund(self.db, refund["id"], status="succeeded", provider_refund_id=None)
+            return
+        try:
+            result = await self.provider.refund(intent_id=refund["intent_id"], amount_cents=refund["amount_cents"],
+                                                idempotency_key=f"refund:{refund['id']}")
+            await pay_store.finish_refund(self.db, refund["id"], status=result.status,
+                                          provider_refund_id=result.refund_id)
+        except Exception:
+            log.exception("refund %s failed at the provider; it stays pending", refund["id"])
+
+    # --- issuing (shared by free orders and payments) -------------------------------------------
+    async def issue(self, conn: Any, order: Order) -> list[tuple[Any, ...]]:
+        signer = await self.keys.signer(order.event_id)
+        rows = order_store.issue_rows(signer, order.event_id, order.id, order.user_id, order.items)
+        await ticket_store.insert_tickets(conn, rows)
+        await ticket_store.add_attendees(conn, [(order.event_id, order.user_id)])
+        return rows
+
+
+def lines_of(order: Order) -> list[Line]:
+    return list(order.items)

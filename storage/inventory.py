@@ -1,0 +1,430 @@
+"""The Redis inventory gate and the per-node group-commit batcher of holds.
+
+Gate (Redis, never the source of truth):
+- one counter per ticket type and per shared quota: seats the gate still lets through
+  (`tix:gate:t:<type>`, `tix:gate:q:<quota>`), and per event a ready key holding an epoch
+  (`tix:gate:ready:<event>`);
+- `admit` runs one Lua script: missing ready key or counter -> the gate rebuilds that event from
+  PostgreSQL under a Redis lock (`SET NX PX`) and retries; an Idempotency-Key marker already
+  present -> `seen` (the caller replays or answers 409/422); a counter below the wanted quantity
+  -> `sold_out` (no PostgreSQL work at all); else every counter is decremented and the marker
+  set, atomically;
+- after the batch commits, `settle` gives back what PostgreSQL refused (only if the epoch is
+  unchanged, i.e. no rebuild happened since admission) and clamps refused counters to
+  PostgreSQL's remaining seats, so a gate that over-counts (after a rebuild raced in-flight holds)
+  converges; seats returned later (expiry, cancel, refund) are added back with `release`.
+- Error direction: the gate may over-count (PostgreSQL then refuses and the gate is clamped); it
+  under-counts only if a node dies between admission and commit, or in the tiny race of a release
+  with a clamp; a rebuild (`invalidate`, Redis restart) resets it from PostgreSQL.
+- If Redis is unreachable the gate admits everything (logged): PostgreSQL alone still refuses
+  oversells, just slower.
+
+Batcher: requests from many concurrent buyers on this node wait up to `window` (or until
+`max_batch` are queued) and are committed in ONE transaction (`storage.orders.place_batch`),
+each request getting its own outcome. One batch is in flight per node; the next one fills while
+it commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError, RedisError
+
+from domain.errors import FoyerError
+from domain.tickets.models import HoldOutcome, HoldRequest
+from storage.db import Database
+from storage.redis import Keyspace
+
+log = logging.getLogger("foyer.tickets.gate")
+
+MARKER_TTL_MS = 86_400_000
+PENDING_MARKER_TTL_MS = 60_000
+
+# KEYS: ready, marker, counters...   ARGV: n, qty..., marker value ('' = none), marker ttl ms
+_ADMIT = """
+local n = tonumber(ARGV[1])
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then return {'rebuild'} end
+local marker = ARGV[n + 2]
+if marker ~= '' then
+  local seen = redis.call('GET', KEYS[2])
+  if seen then return {'seen', epoch, seen} end
+end
+for i = 1, n do
+  local v = redis.call('GET', KEYS[i + 2])
+  if not v then return {'rebuild'} end
+  if tonumber(v) < tonumber(ARGV[i + 1]) then return {'sold_out', epoch, tostring(i)} end
+end
+for i = 1, n do redis.call('DECRBY', KEYS[i + 2], ARGV[i + 1]) end
+if marker ~= '' then redis.call('SET', KEYS[2], marker, 'PX', ARGV[n + 3]) end
+return {'ok', epoch}
+"""
+
+# KEYS: ready, counters...   ARGV: epoch ('*' = any), add..., cap... (-1 = no cap)
+_SETTLE = """
+local n = #KEYS - 1
+local epoch = redis.call('GET', KEYS[1])
+if ARGV[1] ~= '*' and epoch ~= ARGV[1] then return 0 end
+for i = 1, n do
+  local v = redis.call('GET', KEYS[i + 1])
+  if v then
+    v = tonumber(v) + tonumber(ARGV[i + 1])
+    local cap = tonumber(ARGV[n + i + 1])
+    if cap >= 0 and v > cap then v = cap end
+    if v < 0 then v = 0 end
+    redis.call('SET', KEYS[i + 1], v)
+  end
+end
+return 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    result: str  # ok | sold_out | seen | bypass (Redis down)
+    event_id: uuid.UUID
+    epoch: str = ""
+    units: tuple[tuple[str, int], ...] = ()
+    marker_key: str | None = None
+    seen: str = ""  # the marker value found, for `seen`
+    failed_index: int = -1  # for sold_out: which unit ran out
+
+
+class Gate:
+    def __init__(self, redis: aioredis.Redis, keys: Keyspace, db: Database) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.db = db
+        self._admit = redis.register_script(_ADMIT)
+        self._settle = redis.register_script(_SETTLE)
+        self._rebuilding: dict[uuid.UUID, asyncio.Future] = {}
+        self._last_warning = 0.0
+
+    # --- key names ---------------------------------------------------------------------------
+    def ready_key(self, event_id: uuid.UUID) -> str:
+        return self.keys("tix", "gate", "ready", event_id)
+
+    def type_key(self, type_id: uuid.UUID) -> str:
+        return self.keys("tix", "gate", "t", type_id)
+
+    def quota_key(self, quota_id: uuid.UUID) -> str:
+        return self.keys("tix", "gate", "q", quota_id)
+
+    def marker_key(self, user_id: uuid.UUID, idempotency_key: str) -> str:
+        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+        return self.keys("tix", "idem", user_id, digest)
+
+    def units_for(self, lines: Sequence[tuple[uuid.UUID, uuid.UUID | None, int]]) -> tuple[tuple[str, int], ...]:
+        """(type_id, quota_id, qty) lines -> merged (counter key, qty) units."""
+        merged: Counter = Counter()
+        for type_id, quota_id, qty in lines:
+            merged[self.type_key(type_id)] += qty
+            if quota_id is not None:
+                merged[self.quota_key(quota_id)] += qty
+        return tuple(sorted(merged.items()))
+
+    # --- admission ---------------------------------------------------------------------------
+    async def admit(self, event_id: uuid.UUID, units: tuple[tuple[str, int], ...], *,
+                    marker_key: str | None = None, marker_value: str = "") -> Admission:
+        keys = [self.ready_key(event_id), marker_key or self.ready_key(event_id), *(k for k, _ in units)]
+        args = [len(units), *(q for _, q in units), marker_value if marker_key else "", PENDING_MARKER_TTL_MS]
+        for _attempt in range(3):
+            try:
+                reply = await self._admit(keys=keys, args=args)
+            except NoScriptError:  # Redis restarted and lost the script cache: redis-py reloads
+                continue
+            except (RedisError, OSError) as exc:
+                self._warn("inventory gate unavailable, PostgreSQL alone guards this hold: %r", exc)
+                return Admission("bypass", event_id, units=units)
+            result = _text(reply[0])
+            if result == "rebuild":
+                await self.rebuild(event_id)
+                continue
+            epoch = _text(reply[1])
+            if result == "ok":
+                return Admission("ok", event_id, epoch, units, marker_key)
+            if result == "seen":
+                return Admission("seen", event_id, epoch, units, marker_key, seen=_text(reply[2]))
+            return Admission("sold_out", event_id, epoch, units, failed_index=int(_text(reply[2])) - 1)
+        raise FoyerError("busy", "the inventory gate is rebuilding, try again", details={"retry_after": 1})
+
+    async def settle(self, done: Sequence[tuple[HoldRequest, HoldOutcome]],
+                     type_available: dict[uuid.UUID, int], quota_available: dict[uuid.UUID, int],
+                     *, marker_value: Callable[[HoldRequest], str]) -> None:
+        """After a batch commit: finalize markers of granted holds, compensate refused ones."""
+        comp: dict[tuple[uuid.UUID, str], Counter] = defaultdict(Counter)
+        caps: dict[tuple[uuid.UUID, str], dict[str, int]] = defaultdict(dict)
+        pipe = self.redis.pipeline(transaction=False)
+        for req, outcome in done:
+            adm: Admission | None = req.admission
+            if adm is None or adm.result != "ok":
+                continue
+            if outcome.ok:
+                if adm.marker_key:
+                    pipe.set(adm.marker_key, marker_value(req), px=MARKER_TTL_MS)
+                continue
+            if adm.marker_key and outcome.code != "duplicate":
+                pipe.delete(adm.marker_key)
+            group = (adm.event_id, adm.epoch)
+            for key, qty in adm.units:
+                comp[group][key] += qty
+            if outcome.code == "sold_out":
+                if outcome.quota_id is not None and outcome.quota_id in quota_available:
+                    caps[group][self.quota_key(outcome.quota_id)] = quota_available[outcome.quota_id]
+                elif outcome.ticket_type_id in type_available:
+                    caps[group][self.type_key(outcome.ticket_type_id)] = type_available[outcome.ticket_type_id]
+        for (event_id, epoch), units in comp.items():
+            cnt = [k for k in units]
+            await self._settle(keys=[self.ready_key(event_id), *cnt],
+                         args=[epoch, *(units[k] for k in cnt), *(caps[(event_id, epoch)].get(k, -1) for k in cnt)],
+                         client=pipe)
+        await self._run(pipe)
+
+    async def compensate(self, adm: Admission) -> None:
+        """Give back a single admission whose request failed before reaching PostgreSQL."""
+        if adm.result != "ok":
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        if adm.marker_key:
+            pipe.delete(adm.marker_key)
+        await self._settle(keys=[self.ready_key(adm.event_id), *(k for k, _ in adm.units)],
+                     args=[adm.epoch, *(q for _, q in adm.units), *(-1 for _ in adm.units)], client=pipe)
+        await self._run(pipe)
+
+    async def release(self, types: Counter, quotas: Counter) -> None:
+        """Seats returned in PostgreSQL (after commit): add them back to existing counters."""
+        units = [(self.type_key(t), n) for t, n in types.items() if n > 0]
+        units += [(self.quota_key(q), n) for q, n in quotas.items() if n > 0]
+        if not units:
+            return
+        # The ready key is irrelevant with '*': a missing counter is left for the next rebuild.
+        pipe = self.redis.pipeline(transaction=False)
+        await self._settle(keys=[self.keys("tix", "gate", "any"), *(k for k, _ in units)],
+                     args=["*", *(n for _, n in units), *(-1 for _ in units)], client=pipe)
+        await self._run(pipe)
+
+    async def set_marker(self, key: str, value: str) -> None:
+        try:
+            await self.redis.set(key, value, px=MARKER_TTL_MS)
+        except (RedisError, OSError) as exc:
+            self._warn("could not set idempotency marker: %r", exc)
+
+    async def delete_marker(self, key: str) -> None:
+        try:
+            await self.redis.delete(key)
+        except (RedisError, OSError) as exc:
+            self._warn("could not delete idempotency marker: %r", exc)
+
+    # --- rebuild -----------------------------------------------------------------------------
+    async def invalidate(self, event_id: uuid.UUID) -> None:
+        """Forget the event's gate; the next admission rebuilds it from PostgreSQL."""
+        try:
+            await self.redis.delete(self.ready_key(event_id))
+        except (RedisError, OSError) as exc:
+            self._warn("could not invalidate the gate: %r", exc)
+
+    async def rebuild(self, event_id: uuid.UUID) -> None:
+        """Load the event's counters (and recent order idempotency markers) from PostgreSQL.
+
+        One rebuild per event at a time across all nodes (Redis lock); others wait for the ready
+        key. Single-flight within this node."""
+        running = self._rebuilding.get(event_id)
+        if running is not None:
+            await asyncio.shield(running)
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._rebuilding[event_id] = fut
+        try:
+            await self._rebuild(event_id)
+            fut.set_result(None)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: waiters re-raise it
+            raise
+        finally:
+            self._rebuilding.pop(event_id, None)
+
+    async def _rebuild(self, event_id: uuid.UUID) -> None:
+        lock_key = self.keys("tix", "gate", "lock", event_id)
+        token = secrets.token_hex(8)
+        deadline = time.monotonic() + 5.0
+        while not await self.redis.set(lock_key, token, nx=True, px=10_000):
+            if await self.redis.exists(self.ready_key(event_id)):
+                return
+            if time.monotonic() > deadline:
+                raise FoyerError("busy", "the inventory gate is rebuilding, try again", details={"retry_after": 1})
+            await asyncio.sleep(0.02)
+        try:
+            if await self.redis.exists(self.ready_key(event_id)):
+                return
+            async with self.db.connection() as conn:
+                types = await conn.fetch(
+                    """SELECT id, CASE WHEN status = 'active' THEN greatest(capacity - sold - held, 0) ELSE 0 END AS avail
+                         FROM ticket_types WHERE event_id = $1""", event_id)
+                quotas = await conn.fetch(
+                    "SELECT id, greatest(capacity - sold - held, 0) AS avail FROM ticket_quotas WHERE event_id = $1",
+                    event_id)
+                markers = await conn.fetch(
+                    """SELECT o.user_id, o.idempotency_key, k.fingerprint FROM orders o
+                         JOIN idempotency_keys k ON k.scope = 'orders' AND k.principal = o.user_id::text
+                                                AND k.key = o.idempotency_key AND k.expires_at > now()
+                        WHERE o.event_id = $1 AND o.idempotency_key IS NOT NULL
+                          AND o.created_at > now() - interval '1 day'""", event_id)
+            pipe = self.redis.pipeline(transaction=True)
+            for r in types:
+                pipe.set(self.type_key(r["id"]), r["avail"])
+            for r in quotas:
+                pipe.set(self.quota_key(r["id"]), r["avail"])
+            for r in markers:
+                pipe.set(self.marker_key(r["user_id"], r["idempotency_key"]), "d|" + bytes(r["fingerprint"]).hex(),
+                         px=MARKER_TTL_MS)
+            pipe.set(self.ready_key(event_id), secrets.token_hex(8))
+            await pipe.execute()
+            log.info("inventory gate rebuilt for event %s (%d types, %d quotas, %d markers)",
+                     event_id, len(types), len(quotas), len(markers))
+        finally:
+            try:
+                await self.redis.eval(
+                    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+                    1, lock_key, token)
+            except (RedisError, OSError):
+                pass
+
+    # --- helpers -----------------------------------------------------------------------------
+    async def _run(self, pipe: aioredis.client.Pipeline) -> None:
+        try:
+            await pipe.execute()
+        except NoScriptError:
+            await self.redis.script_load(_SETTLE)
+            self._warn("gate settle script was missing (Redis restarted); counters will rebuild", None)
+        except (RedisError, OSError) as exc:
+            self._warn("inventory gate settle failed (it will be rebuilt or clamped): %r", exc)
+
+    def _warn(self, msg: str, arg: object) -> None:
+        now = time.monotonic()
+        if now - self._last_warning > 5:
+            self._last_warning = now
+            log.warning(msg, arg)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# ------------------------------------------------------------------------------------------------
+# Group commit
+# ------------------------------------------------------------------------------------------------
+
+CommitBatch = Callable[[list[HoldRequest]], Awaitable[dict[uuid.UUID, HoldOutcome]]]
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: HoldRequest
+    future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class HoldBatcher:
+    """Collects holds for up to `window_s` (or `max_batch`) and commits them together.
+
+    `commit(batch)` runs one transaction and returns an outcome per order id. If a whole batch
+    fails with anything but `busy`, its requests are retried one by one, so one bad request
+    cannot fail its neighbours."""
+
+    def __init__(self, commit: CommitBatch, *, max_batch: int, window_s: float) -> None:
+        self.commit = commit
+        self.max_batch = max_batch
+        self.window_s = window_s
+        self._queue: list[_Pending] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.batches = 0
+        self.requests = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="foyer.hold_batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for p in self._queue:
+            if not p.future.done():
+                p.future.set_exception(FoyerError("unavailable", "this node is shutting down"))
+        self._queue.clear()
+
+    async def submit(self, request: HoldRequest) -> HoldOutcome:
+        if self._task is None:
+            raise FoyerError("unavailable", "ticket sales are not running on this node")
+        pending = _Pending(request)
+        self._queue.append(pending)
+        self._wakeup.set()
+        return await pending.future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            if len(self._queue) < self.max_batch and self.window_s > 0:
+                await asyncio.sleep(self.window_s)
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
+            if not self._queue:
+                self._wakeup.clear()
+            if not batch:
+                continue
+            try:
+                await self._commit(batch)
+            except asyncio.CancelledError:
+                for p in batch:
+                    if not p.future.done():
+                        p.future.set_exception(FoyerError("unavailable", "this node is shutting down"))
+                raise
+            except Exception:  # never let the loop die; requests got their errors in _commit
+                log.exception("hold batch failed")
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        self.batches += 1
+        self.requests += len(batch)
+        try:
+            outcomes = await self.commit([p.request for p in batch])
+        except FoyerError as exc:
+            if exc.code != "busy" and len(batch) > 1:
+                for p in batch:
+                    await self._commit([p])
+                return
+            _fail(batch, exc)
+            return
+        except Exception as exc:
+            if len(batch) > 1:
+                for p in batch:
+                    await self._commit([p])
+                return
+            log.exception("hold failed")
+            _fail(batch, exc)
+            return
+        for p in batch:
+            if not p.future.done():
+                outcome = outcomes.get(p.request.order_id)
+                if outcome is None:
+                    p.future.set_exception(FoyerError("internal_error", "hold outcome missing"))
+                else:
+                    p.future.set_result(outcome)
+
+
+def _fail(batch: list[_Pending], exc: BaseException) -> None:
+    for p in batch:
+        if not p.future.done():
+            p.future.set_exception(exc)

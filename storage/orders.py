@@ -1,0 +1,345 @@
+"""Orders in PostgreSQL: the group-commit hold batch, expiry, cancellation and seat returns.
+
+Guarantees (each function is called inside ONE transaction, `core.db.transaction(name)`):
+- `place_batch` holds seats for many buyers at once: it locks the involved ticket-type rows (then
+  quota rows) in id order, allocates first-come-first-served, and changes counters with one
+  UPDATE per table; `CHECK (sold + held <= capacity)` makes an oversell impossible even if the
+  allocation were wrong. Orders, items, free tickets, idempotency records (the stored 201) and
+  outbox facts are written in the same transaction: every 2xx order exists.
+- Seats return exactly once: only the transition out of `held` (to `expired`/`cancelled`) or the
+  voiding of a `valid` ticket releases counters, and both are conditional on the old state under
+  a row lock (`FOR UPDATE [SKIP LOCKED]`).
+- Lock order everywhere: orders -> ticket_types (by id) -> ticket_quotas (by id): no deadlocks.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from domain.tickets.codes import Signer
+from domain.tickets.models import HoldOutcome, HoldRequest, Line, Order
+from storage import tickets as ticket_store
+from storage.outbox import NOTIFY_CHANNEL
+
+ORDER_COLUMNS = ("id, event_id, user_id, status, total_cents, currency, refunded_cents, expires_at, created_at, "
+                 "paid_at")
+ORDERS_SCOPE = "orders"
+
+
+@dataclass(slots=True)
+class Released:
+    """Seats returned by a transaction, for the Redis gate (applied after commit)."""
+
+    types: Counter = field(default_factory=Counter)
+    quotas: Counter = field(default_factory=Counter)
+    event_ids: set = field(default_factory=set)
+
+    def merge(self, other: Released) -> None:
+        self.types.update(other.types)
+        self.quotas.update(other.quotas)
+        self.event_ids |= other.event_ids
+
+    def __bool__(self) -> bool:
+        return bool(+self.types) or bool(+self.quotas)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    outcomes: dict[uuid.UUID, HoldOutcome]
+    type_available: dict[uuid.UUID, int]  # PostgreSQL's remaining seats after the batch
+    quota_available: dict[uuid.UUID, int]
+
+
+async def append_outbox(conn: asyncpg.Connection, facts: Sequence[tuple[str, uuid.UUID, dict[str, Any]]]) -> None:
+    """Bulk version of storage.outbox.append: (type, event_id, data) rows, one NOTIFY."""
+    if not facts:
+        return
+    types, events, datas = zip(*facts, strict=True)
+    await conn.execute(
+        """INSERT INTO outbox (type, event_id, key, data)
+           SELECT t, e, e::text, d FROM unnest($1::text[], $2::uuid[], $3::jsonb[]) AS x(t, e, d)""",
+        list(types), list(events), list(datas))
+    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+
+
+def _lines_json(lines: Iterable[Line]) -> list[dict[str, Any]]:
+    return [{"ticket_type_id": str(x.ticket_type_id), "quantity": x.quantity, "unit_price_cents": x.unit_price_cents}
+            for x in lines]
+
+
+async def _lock_types(conn: asyncpg.Connection, type_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, asyncpg.Record]:
+    ids = sorted(set(type_ids))
+    rows = await conn.fetch(
+        """SELECT id, event_id, capacity - sold - held AS avail, quota_id, status, price_cents
+             FROM ticket_types WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE""", ids)
+    return {r["id"]: r for r in rows}
+
+
+async def _lock_quotas(conn: asyncpg.Connection, quota_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
+    ids = sorted(set(quota_ids))
+    if not ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT id, capacity - sold - held AS avail FROM ticket_quotas WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+        ids)
+    return {r["id"]: r["avail"] for r in rows}
+
+
+async def _apply(conn: asyncpg.Connection, table: str, deltas: dict[uuid.UUID, tuple[int, int]]) -> None:
+    """held += dh, sold += ds per row (rows already locked by the caller, in id order)."""
+    items = [(k, dh, ds) for k, (dh, ds) in sorted(deltas.items()) if dh or ds]
+    if not items:
+        return
+    ids, dhs, dss = zip(*items, strict=True)
+    await conn.execute(
+        f"""UPDATE {table} t SET held = t.held + v.dh, sold = t.sold + v.ds
+              FROM unnest($1::uuid[], $2::int[], $3::int[]) AS v(id, dh, ds) WHERE t.id = v.id""",
+        list(ids), list(dhs), list(dss))
+
+
+def _sum_deltas(pairs: Iterable[tuple[uuid.UUID | None, int, int]]) -> dict[uuid.UUID, tuple[int, int]]:
+    out: dict[uuid.UUID, list[int]] = defaultdict(lambda: [0, 0])
+    for key, dh, ds in pairs:
+        if key is not None:
+            out[key][0] += dh
+            out[key][1] += ds
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+async def place_batch(
+    conn: asyncpg.Connection, reqs: Sequence[HoldRequest], *, signer_for: Callable[[uuid.UUID], Signer | None],
+    idempotency_ttl_seconds: int,
+) -> BatchResult:
+    """Hold (or, for free orders, confirm) many buyers' orders in this transaction. See module doc."""
+    types = await _lock_types(conn, (ln.ticket_type_id for r in reqs for ln in r.lines))
+    qavail = await _lock_quotas(conn, (t["quota_id"] for t in types.values() if t["quota_id"]))
+    tavail = {tid: t["avail"] for tid, t in types.items()}
+    outcomes: dict[uuid.UUID, HoldOutcome] = {}
+    granted: list[HoldRequest] = []
+    for r in reqs:
+        need_t: Counter = Counter()
+        need_q: Counter = Counter()
+        for ln in r.lines:
+            need_t[ln.ticket_type_id] += ln.quantity
+        failure: HoldOutcome | None = None
+        for tid, n in need_t.items():
+            row = types.get(tid)
+            if row is None or row["status"] != "active" or row["event_id"] != r.event_id:
+                failure = HoldOutcome(False, "sale_closed", tid)
+                break
+            if row["quota_id"]:
+                need_q[row["quota_id"]] += n
+            if tavail[tid] < n:
+                failure = HoldOutcome(False, "sold_out", tid)
+                break
+        if failure is None:
+            for qid, n in need_q.items():
+                if qavail.get(qid, 0) < n:
+                    tid = next(t for t in need_t if types[t]["quota_id"] == qid)
+                    failure = HoldOutcome(False, "sold_out", tid, qid)
+                    break
+        if failure is not None:
+            outcomes[r.order_id] = failure
+            continue
+        for tid, n in need_t.items():
+            tavail[tid] -= n
+        for qid, n in need_q.items():
+            qavail[qid] -= n
+        granted.append(r)
+
+    # Idempotency records hold the 201 we are about to send; a key already present (a concurrent
+    # duplicate that slipped past the gate, e.g. after a Redis flush) loses its seats here.
+    keyed = [r for r in granted if r.idempotency_key]
+    if keyed:
+        inserted = await conn.fetch(
+            """INSERT INTO idempotency_keys (scope, principal, key, fingerprint, state, status_code, response, expires_at)
+               SELECT $1, p, k, f, 'done', 201, b, now() + make_interval(secs => $6)
+                 FROM unnest($2::text[], $3::text[], $4::bytea[], $5::bytea[]) AS x(p, k, f, b)
+               ON CONFLICT DO NOTHING RETURNING principal, key""",
+            ORDERS_SCOPE, [str(r.user_id) for r in keyed], [r.idempotency_key for r in keyed],
+            [r.fingerprint for r in keyed], [r.response for r in keyed], float(idempotency_ttl_seconds))
+        won = {(x["principal"], x["key"]) for x in inserted}
+        dupes = {r.order_id for r in keyed if (str(r.user_id), r.idempotency_key) not in won}
+        for r in granted:
+            if r.order_id in dupes:
+                outcomes[r.order_id] = HoldOutcome(False, "duplicate")
+        granted = [r for r in granted if r.order_id not in dupes]
+        for r in keyed:
+            if r.order_id in dupes:  # give the seats back to this batch's view of availability
+                for ln in r.lines:
+                    tavail[ln.ticket_type_id] += ln.quantity
+                    if types[ln.ticket_type_id]["quota_id"]:
+                        qavail[types[ln.ticket_type_id]["quota_id"]] += ln.quantity
+    result = BatchResult(outcomes, tavail, qavail)
+    if not granted:
+        return result
+
+    per_type = [(ln.ticket_type_id, 0 if r.confirm else ln.quantity, ln.quantity if r.confirm else 0)
+                for r in granted for ln in r.lines]
+    await _apply(conn, "ticket_types", _sum_deltas(per_type))
+    await _apply(conn, "ticket_quotas", _sum_deltas((types[t]["quota_id"], h, s) for t, h, s in per_type))
+
+    await conn.execute(
+        """INSERT INTO orders (id, event_id, user_id, status, total_cents, currency, expires_at, idempotency_key)
+           SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[], $6::text[],
+                                $7::timestamptz[], $8::text[])""",
+        [r.order_id for r in granted], [r.event_id for r in granted], [r.user_id for r in granted],
+        ["confirmed" if r.confirm else "held" for r in granted], [r.total_cents for r in granted],
+        [r.currency for r in granted], [r.expires_at for r in granted], [r.idempotency_key for r in granted])
+    items = [(r.order_id, ln.ticket_type_id, ln.quantity, ln.unit_price_cents) for r in granted for ln in r.lines]
+    await conn.execute(
+        """INSERT INTO order_items (order_id, ticket_type_id, quantity, unit_price_cents)
+           SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::bigint[])""",
+        *[list(c) for c in zip(*items, strict=True)])
+
+    facts: list[tuple[str, uuid.UUID, dict[str, Any]]] = []
+    ticket_rows: list[tuple[Any, ...]] = []
+    for r in granted:
+        facts.append(("order.placed", r.event_id, {
+            "order_id": str(r.order_id), "user_id": str(r.user_id), "status": "confirmed" if r.confirm else "held",
+            "total_cents": r.total_cents, "currency": r.currency, "items": _lines_json(r.lines),
+            "expires_at": r.expires_at.isoformat() if r.expires_at else None}))
+        if r.confirm:
+            signer = signer_for(r.event_id)
+            if signer is None:
+                raise RuntimeError(f"no ticket signer loaded for event {r.event_id}")
+            ticket_rows.extend(issue_rows(signer, r.event_id, r.order_id, r.user_id, r.lines))
+    if ticket_rows:
+        await ticket_store.insert_tickets(conn, ticket_rows)
+        await ticket_store.add_attendees(conn, [(r.event_id, r.user_id) for r in granted if r.confirm])
+        facts.extend(issued_facts(ticket_rows))
+    await append_outbox(conn, facts)
+    for r in granted:
+        outcomes[r.order_id] = HoldOutcome(True)
+    return result
+
+
+def issue_rows(signer: Signer, event_id: uuid.UUID, order_id: uuid.UUID, holder_id: uuid.UUID,
+               lines: Iterable[Line]) -> list[tuple[Any, ...]]:
+    rows = []
+    for ln in lines:
+        for seat in range(ln.quantity):
+            tid = uuid.uuid4()
+            rows.append((tid, event_id, order_id, ln.ticket_type_id, seat, holder_id, signer.sign(tid),
+                         ln.unit_price_cents))
+    return rows
+
+
+def issued_facts(ticket_rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, uuid.UUID, dict[str, Any]]]:
+    """One `ticket.issued` fact per order: {order_id, user_id, tickets: [{id, ticket_type_id}]}."""
+    by_order: dict[uuid.UUID, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in ticket_rows:
+        by_order[row[2]].append(row)
+    return [("ticket.issued", rows[0][1], {
+        "order_id": str(oid), "user_id": str(rows[0][5]),
+        "tickets": [{"id": str(x[0]), "ticket_type_id": str(x[3])} for x in rows]}) for oid, rows in by_order.items()]
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+async def get_order(conn: Any, order_id: uuid.UUID, *, for_update: bool = False) -> Order | None:
+    row = await conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1" + (" FOR UPDATE" if for_update else ""),
+                              order_id)
+    if row is None:
+        return None
+    items = await conn.fetch(
+        "SELECT ticket_type_id, quantity, unit_price_cents FROM order_items WHERE order_id = $1 ORDER BY ticket_type_id",
+        order_id)
+    return Order(**dict(row), items=tuple(Line(i["ticket_type_id"], i["quantity"], i["unit_price_cents"]) for i in items))
+
+
+async def orders_of_user(conn: Any, user_id: uuid.UUID, limit: int = 100) -> list[Order]:
+    ids = await conn.fetch("SELECT id FROM orders WHERE user_id = $1 ORDER BY created_at DESC LIMIT $2", user_id, limit)
+    return [o for o in [await get_order(conn, r["id"]) for r in ids] if o is not None]
+
+
+# --- seats going back (expiry, cancellation, refunds) and coming back (late payment) --------------
+
+async def move_counters(conn: asyncpg.Connection, lines: Iterable[tuple[uuid.UUID, int, int]],
+                        *, require_available: bool = False) -> Released | None:
+    """Apply (type_id, d_held, d_sold) for several types and their quotas, locking in id order.
+
+    With `require_available`, fails (returns None, nothing changed) unless every positive
+    change fits the remaining capacity (late payments re-acquiring seats). Returns the seats
+    released (negative total changes) for the gate."""
+    deltas = _sum_deltas(lines)
+    types = await _lock_types(conn, deltas)
+    q_deltas = _sum_deltas((types[t]["quota_id"], dh, ds) for t, (dh, ds) in deltas.items() if t in types)
+    qavail = await _lock_quotas(conn, q_deltas)
+    if require_available:
+        if any(types[t]["avail"] < dh + ds for t, (dh, ds) in deltas.items() if dh + ds > 0):
+            return None
+        if any(qavail.get(q, 0) < dh + ds for q, (dh, ds) in q_deltas.items() if dh + ds > 0):
+            return None
+    await _apply(conn, "ticket_types", deltas)
+    await _apply(conn, "ticket_quotas", q_deltas)
+    released = Released()
+    for t, (dh, ds) in deltas.items():
+        if dh + ds:
+            released.types[t] -= dh + ds
+            released.event_ids.add(types[t]["event_id"])
+    for q, (dh, ds) in q_deltas.items():
+        if dh + ds:
+            released.quotas[q] -= dh + ds
+    return released
+
+
+async def expire_due(conn: asyncpg.Connection, *, limit: int = 500,
+                     order_id: uuid.UUID | None = None) -> tuple[list[Order], Released]:
+    """Expire held orders past `expires_at` (all due, up to `limit`, or just `order_id`).
+
+    `FOR UPDATE SKIP LOCKED` lets every node sweep at once without waiting on each other; the
+    held -> expired transition under the row lock makes each seat come back exactly once."""
+    rows = await conn.fetch(
+        f"""WITH due AS (
+              SELECT id FROM orders WHERE status = 'held' AND expires_at <= now()
+                 AND ($2::uuid IS NULL OR id = $2) ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+            UPDATE orders o SET status = 'expired', closed_at = now(), updated_at = now()
+              FROM due WHERE o.id = due.id RETURNING {', '.join('o.' + c.strip() for c in ORDER_COLUMNS.split(','))}""",
+        limit, order_id)
+    if not rows:
+        return [], Released()
+    ids = [r["id"] for r in rows]
+    items = await conn.fetch(
+        "SELECT order_id, ticket_type_id, quantity, unit_price_cents FROM order_items WHERE order_id = ANY($1::uuid[])",
+        ids)
+    by_order: dict[uuid.UUID, list[Line]] = defaultdict(list)
+    for i in items:
+        by_order[i["order_id"]].append(Line(i["ticket_type_id"], i["quantity"], i["unit_price_cents"]))
+    released = await move_counters(conn, ((i["ticket_type_id"], -i["quantity"], 0) for i in items))
+    orders = [Order(**dict(r), items=tuple(by_order[r["id"]])) for r in rows]
+    await append_outbox(conn, [("order.expired", o.event_id, {
+        "order_id": str(o.id), "user_id": str(o.user_id), "items": _lines_json(o.items)}) for o in orders])
+    assert released is not None
+    return orders, released
+
+
+async def set_status(conn: asyncpg.Connection, order_id: uuid.UUID, status: str, *, paid: bool = False,
+                     refunded_cents: int | None = None) -> None:
+    await conn.execute(
+        """UPDATE orders SET status = $2, updated_at = now(),
+                  paid_at = CASE WHEN $3 THEN now() ELSE paid_at END,
+                  closed_at = CASE WHEN $2 IN ('expired', 'cancelled', 'refunded') THEN now() ELSE closed_at END,
+                  refunded_cents = coalesce($4, refunded_cents)
+            WHERE id = $1""", order_id, status, paid, refunded_cents)
+
+
+def order_fact(order: Order, **extra: Any) -> dict[str, Any]:
+    return {"order_id": str(order.id), "user_id": str(order.user_id), "total_cents": order.total_cents,
+            "currency": order.currency, "items": _lines_json(order.items), **extra}
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, default=str)
+
+
+def now_iso(ts: datetime | None) -> str | None:
+    return ts.isoformat() if ts else None

@@ -1,0 +1,68 @@
+"""Helpers for ticketing tests: events made in SQL (until `POST /api/events` lands), ticket types
+and orders over HTTP."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from tests.support.api import Api, User
+
+
+@dataclass
+class Sale:
+    event_id: str
+    organizer: User
+
+
+async def create_event(dsn_or_db: Any, owner: User, *, status: str = "published", title: str = "Drop") -> str:
+    """Insert a published event owned by `owner` (an organizer member)."""
+    sql_event = """INSERT INTO events (owner_id, slug, title, starts_at, ends_at, status, published_at)
+                   VALUES ($1, $2, $3, now() + interval '30 days', now() + interval '31 days', $4,
+                           CASE WHEN $4 = 'published' THEN now() END) RETURNING id"""
+    sql_member = "INSERT INTO event_members (event_id, user_id, role) VALUES ($1, $2, 'organizer')"
+    slug = "ev-" + uuid.uuid4().hex[:12]
+    if isinstance(dsn_or_db, str):
+        conn = await asyncpg.connect(dsn_or_db)
+        try:
+            event_id = await conn.fetchval(sql_event, uuid.UUID(owner.id), slug, title, status)
+            await conn.execute(sql_member, event_id, uuid.UUID(owner.id))
+        finally:
+            await conn.close()
+    else:
+        event_id = await dsn_or_db.fetchval(sql_event, uuid.UUID(owner.id), slug, title, status)
+        await dsn_or_db.execute(sql_member, event_id, uuid.UUID(owner.id))
+    return str(event_id)
+
+
+async def new_sale(api: Api, db: Any, **kw: Any) -> Sale:
+    organizer = await api.register("Organizer")
+    return Sale(await create_event(db, organizer, **kw), organizer)
+
+
+async def create_type(api: Api, sale: Sale, **fields: Any) -> dict:
+    body = {"name": "General", "kind": "general", "price_cents": 2500, "currency": "EUR", "capacity": 10}
+    body.update(fields)
+    status, out = await api.post(f"/api/events/{sale.event_id}/ticket-types", user=sale.organizer, json=body)
+    assert status == 201, (status, out)
+    return out
+
+
+async def order(api: Api, sale: Sale, buyer: User, items: list[dict], *, key: str | None = None,
+                **extra: Any) -> tuple[int, Any]:
+    headers = {"Idempotency-Key": key} if key else None
+    return await api.post(f"/api/events/{sale.event_id}/orders", user=buyer, json={"items": items, **extra},
+                          headers=headers)
+
+
+async def types_by_id(api: Api, sale: Sale) -> dict[str, dict]:
+    status, body = await api.get(f"/api/events/{sale.event_id}/ticket-types", user=sale.organizer)
+    assert status == 200, body
+    return {t["id"]: t for t in body}
+
+
+def key() -> str:
+    return uuid.uuid4().hex
