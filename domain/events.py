@@ -37,6 +37,7 @@ from storage import events as event_store
 from storage import outbox
 from storage import schedule as schedule_store
 from storage.events import EventRow
+from storage.schedule import iso
 
 PAGE_DEFAULT = 20
 PAGE_MAX = 100
@@ -210,8 +211,8 @@ async def update_event(core: Core, principal: Principal, event_id: uuid.UUID, pa
                     "schedule_conflict",
                     f"{len(outside)} session(s) would fall outside the event's new times; move them first",
                     details={"sessions_outside": [
-                        {"session_id": str(s.id), "title": s.title, "starts_at": s.starts_at.isoformat(),
-                         "ends_at": s.ends_at.isoformat()} for s in outside]},
+                        {"session_id": str(s.id), "title": s.title, "starts_at": iso(s.starts_at),
+                         "ends_at": iso(s.ends_at)} for s in outside]},
                 )
         updated = await event_store.update_event(conn, event_id, changes)
         fields = sorted(changes)
@@ -243,7 +244,7 @@ async def publish_event(core: Core, principal: Principal, event_id: uuid.UUID) -
         row = msgspec.structs.replace(row, schedule_version=state.version)
         await outbox.append(conn, type="event.published", event_id=event_id, data={
             "event_id": str(event_id), "slug": row.slug, "title": row.title,
-            "starts_at": row.starts_at.isoformat(), "ends_at": row.ends_at.isoformat(), "timezone": row.timezone,
+            "starts_at": iso(row.starts_at), "ends_at": iso(row.ends_at), "timezone": row.timezone,
             "owner_id": str(row.owner_id),
         })
     return event_out(row, access)
@@ -267,8 +268,8 @@ async def cancel_event(core: Core, principal: Principal, event_id: uuid.UUID, re
         row = msgspec.structs.replace(row, schedule_version=state.version)
         await outbox.append(conn, type="event.cancelled", event_id=event_id, data={
             "event_id": str(event_id), "slug": row.slug, "title": row.title,
-            "starts_at": row.starts_at.isoformat(), "reason": reason,
-            "cancelled_at": row.cancelled_at.isoformat() if row.cancelled_at else None,
+            "starts_at": iso(row.starts_at), "reason": reason,
+            "cancelled_at": iso(row.cancelled_at) if row.cancelled_at else None,
         })
     return event_out(row, access)
 
@@ -285,7 +286,7 @@ async def delete_event(core: Core, principal: Principal, event_id: uuid.UUID) ->
 # --- listing ----------------------------------------------------------------------------------------------
 
 def encode_cursor(row: EventRow) -> str:
-    raw = orjson.dumps(["v1", row.starts_at.isoformat(), str(row.id)])
+    raw = orjson.dumps(["v1", iso(row.starts_at), str(row.id)])
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 

@@ -176,12 +176,15 @@ class EventAccess:
         return True
 
 
-def decide(access: EventAccess, action: Action) -> None:
-    """Raise `not_found`, `forbidden`, `two_factor_required` or `invalid_state`, or return None."""
+def decide(access: EventAccess, action: Action, *, subject: str = "event") -> None:
+    """Raise `not_found`, `forbidden`, `two_factor_required` or `invalid_state`, or return None.
+
+    `subject` names what the caller asked for in the `not_found` message ("session", ...), so
+    asking for a child of an invisible event reads exactly like asking for a missing one."""
     granted = access.granted()
     visible = access.publicly_visible or access.is_staff
     if not visible:
-        raise not_found("event")
+        raise not_found(subject)
     if action not in granted:
         raise FoyerError("forbidden", f"your role on this event does not allow {action.value}")
     if action in TWO_FACTOR_ACTIONS and access.require_2fa and not access.totp_enabled:
@@ -212,21 +215,26 @@ def access_from_row(
 
 
 async def load_access(
-    conn: Any, principal: Principal | None, event_id: uuid.UUID, *, require_2fa: bool = True
+    conn: Any, principal: Principal | None, event_id: uuid.UUID, *, require_2fa: bool = True,
+    subject: str = "event",
 ) -> EventAccess:
     """Load what the policy needs (one query); `not_found` if the event does not exist."""
     row = await load_event_access(conn, event_id, principal.user_id if principal else None)
     if row is None:
-        raise not_found("event")
+        raise not_found(subject)
     return access_from_row(row, event_id=event_id, principal=principal, require_2fa=require_2fa)
 
 
 async def authorize(
-    conn: Any, principal: Principal | None, action: Action, event_id: uuid.UUID, *, require_2fa: bool = True
+    conn: Any, principal: Principal | None, action: Action, event_id: uuid.UUID, *, require_2fa: bool = True,
+    subject: str = "event",
 ) -> EventAccess:
-    """Load access for (principal, event) and decide `action`; returns the access for reuse."""
-    access = await load_access(conn, principal, event_id, require_2fa=require_2fa)
-    decide(access, action)
+    """Load access for (principal, event) and decide `action`; returns the access for reuse.
+
+    `subject` is what the caller addressed (an event, or a session/speaker of it) for the
+    `not_found` message."""
+    access = await load_access(conn, principal, event_id, require_2fa=require_2fa, subject=subject)
+    decide(access, action, subject=subject)
     return access
 
 

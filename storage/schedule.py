@@ -115,18 +115,22 @@ async def room_conflicts(
     return [_session(r["j"]) for r in rows]
 
 
+def iso(value: datetime) -> str:
+    """UTC instant as the API writes it everywhere (`2031-05-12T09:00:00Z`)."""
+    return msgspec.to_builtins(value)
+
+
 def conflict_error(room: str, conflicts: list[SessionRow]) -> FoyerError:
     first = conflicts[0] if conflicts else None
     message = f"room {room!r} is already booked at that time"
     if first is not None:
-        message += (f" by {first.title!r} ({first.starts_at.isoformat()} – {first.ends_at.isoformat()})")
+        message += f" by {first.title!r} ({iso(first.starts_at)} – {iso(first.ends_at)})"
     return FoyerError(
         "schedule_conflict", message,
         details={
             "room": room,
             "conflicts": [
-                {"session_id": str(c.id), "title": c.title, "starts_at": c.starts_at.isoformat(),
-                 "ends_at": c.ends_at.isoformat()}
+                {"session_id": str(c.id), "title": c.title, "starts_at": iso(c.starts_at), "ends_at": iso(c.ends_at)}
                 for c in conflicts
             ],
         },

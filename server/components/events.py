@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handlers import events
+from handlers import agenda, events, sessions, team
 from server.components import Component
 
-COMPONENT = Component(name="events", routers=(events.router,))
+COMPONENT = Component(name="events", routers=(events.router, team.router, sessions.router, agenda.router))
