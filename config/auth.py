@@ -39,7 +39,16 @@ class AuthSettings:
     login_max_failures_per_ip: int = setting(
         30, help="Failed logins per client IP within the window before the IP is throttled."
     )
-    login_window_seconds: int = setting(900, help="Sliding window for login failure counting.")
+    login_window_seconds: int = setting(
+        900, help="Sliding window for login failure counting (also for signed-in password/2FA re-checks)."
+    )
+    # Each sign-up costs an argon2 hash (~19 MiB, tens of ms of CPU): bound it per client IP
+    # (OWASP API4). Generous, because a venue's Wi-Fi puts many attendees behind one address.
+    register_max_per_ip: int = setting(
+        100, help="Sign-ups per client IP within register_window_seconds (0 disables the limit; load tests "
+        "that sign up many users from one machine set 0)."
+    )
+    register_window_seconds: int = setting(600, help="Sliding window for counting sign-ups per client IP.")
     totp_issuer: str = setting("Foyer", help="Issuer name shown by authenticator apps.")
     totp_valid_window: int = setting(
         1, help="TOTP steps accepted either side of now (1 = ±30 s clock drift); each step only once."
@@ -58,5 +67,13 @@ class AuthSettings:
             raise SettingsError("FOYER_REFRESH_TOKEN_TTL_SECONDS: must exceed the access token lifetime")
         if self.argon2_memory_kib < 8 * 1024:
             raise SettingsError("FOYER_ARGON2_MEMORY_KIB: below 8 MiB is unsafe")
+        for name in ("login_max_failures_per_account", "login_max_failures_per_ip", "login_window_seconds",
+                     "register_window_seconds", "recovery_code_count"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"FOYER_{name.upper()}: must be at least 1")
+        if self.register_max_per_ip < 0:
+            raise SettingsError("FOYER_REGISTER_MAX_PER_IP: must be 0 (no limit) or more")
+        if not 0 <= self.totp_valid_window <= 10:
+            raise SettingsError("FOYER_TOTP_VALID_WINDOW: must be between 0 and 10 steps")
         if self.password_min_length < 8:
             raise SettingsError("FOYER_PASSWORD_MIN_LENGTH: must be at least 8")

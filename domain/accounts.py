@@ -66,7 +66,10 @@ class AccountService:
 
     # --- registration and login -----------------------------------------------------------
 
-    async def register(self, *, email: str, password: str, name: str) -> tuple[users.UserRow, TokenPair]:
+    async def register(self, *, email: str, password: str, name: str,
+                       client_ip: str | None = None) -> tuple[users.UserRow, TokenPair]:
+        """Create an account and its first session; `client_ip` given: limited per IP first."""
+        await self.throttle.check_registration(client_ip)
         password_hash = await self.passwords.hash(password)
         async with self.core.db.transaction("register") as conn:
             user = await users.create_user(conn, email=email.strip(), name=name.strip(), password_hash=password_hash)

@@ -17,6 +17,8 @@ No account enumeration: the account window is keyed by the normalised email, whe
 account exists, and the answer (`rate_limited`, same message) does not say which window
 refused. The key holds a SHA-256 of the email, not the address.
 
+Sign-ups are limited per client IP (`check_registration`): each costs an argon2 hash.
+
 Signed-in actions that re-check the password or a second factor (change password or email,
 disable 2FA, regenerate recovery codes) use a per-user window (`guard_reauth`) with the same
 limit, so a stolen access token cannot be used to guess the password or TOTP codes.
@@ -103,6 +105,16 @@ class LoginThrottle:
             await self.not_a_guess(attempt)
             raise
         await self.succeeded(attempt)
+
+    async def check_registration(self, ip: str | None) -> None:
+        """Count one sign-up for `ip`, or raise `rate_limited` (no limit when disabled or no IP)."""
+        if not ip or self.settings.register_max_per_ip == 0:
+            return
+        limit = Limit(self.keys("rl", "register", "ip", ip), self.settings.register_max_per_ip,
+                      self.settings.register_window_seconds)
+        decision = await self.limiter.acquire(limit)
+        if not decision.allowed:
+            raise rate_limited(decision.retry_after, "too many sign-ups from your network; try again later")
 
     @asynccontextmanager
     async def guard_reauth(self, user_id: uuid.UUID) -> AsyncIterator[None]:

@@ -112,11 +112,12 @@ def _validate_password(req: ApiRequest, password: str) -> None:
 
 
 @router.post("/api/auth/register", summary="Create an account", auth="none", status=201, body=RegisterBody,
-             response=RegisterOut, errors=("email_taken",))
+             response=RegisterOut, errors=("email_taken", "rate_limited"))
 async def register(req: ApiRequest) -> dict:
     body: RegisterBody = req.body
     _validate_password(req, body.password)
-    user, tokens = await req.app[ACCOUNTS].register(email=body.email, password=body.password, name=body.name)
+    user, tokens = await req.app[ACCOUNTS].register(email=body.email, password=body.password, name=body.name,
+                                                    client_ip=req.client_ip)
     return {"user": {"id": user.id, "email": user.email, "name": user.name}, **dataclasses.asdict(tokens)}
 
 

@@ -133,3 +133,31 @@ async def test_second_factor_guesses_count_and_missing_code_does_not(app_factory
         assert status == 401 and body["error"]["code"] == "invalid_totp"
     code = pyotp.TOTP(user.totp_secret).at(int(time.time()) + 30)
     _assert_throttled(*(await _login(api, user.email, user.password, totp_code=code)), window=60)
+
+
+async def test_sign_ups_are_limited_per_ip(app_factory, settings_factory, http):
+    api = await _api(app_factory, settings_factory, http, register_max_per_ip=3, register_window_seconds=60,
+                     trusted_proxies=("127.0.0.1",))
+    bot = {"X-Forwarded-For": "192.0.2.50"}
+    for i in range(3):
+        status, _ = await api.post("/api/auth/register", headers=bot,
+                                   json={"email": f"bot{i}@example.org", "password": "x" * 12, "name": "Bot"})
+        assert status == 201
+    status, body = await api.post("/api/auth/register", headers=bot,
+                                  json={"email": "bot9@example.org", "password": "x" * 12, "name": "Bot"})
+    _assert_throttled(status, body, dict(api.last_response.headers), window=60)
+    status, _ = await api.post("/api/auth/register", headers={"X-Forwarded-For": "192.0.2.51"},
+                               json={"email": "human@example.org", "password": "x" * 12, "name": "Human"})
+    assert status == 201
+
+
+def test_throttle_settings_are_validated():
+    import pytest
+
+    from config import SettingsError, load_settings
+
+    for env, name in (({"FOYER_LOGIN_MAX_FAILURES_PER_ACCOUNT": "0"}, "FOYER_LOGIN_MAX_FAILURES_PER_ACCOUNT"),
+                      ({"FOYER_REGISTER_MAX_PER_IP": "-1"}, "FOYER_REGISTER_MAX_PER_IP"),
+                      ({"FOYER_TOTP_VALID_WINDOW": "99"}, "FOYER_TOTP_VALID_WINDOW")):
+        with pytest.raises(SettingsError, match=name):
+            load_settings(env)
