@@ -202,9 +202,10 @@ class Gate:
         await self._run(pipe)
 
     async def release(self, types: Counter, quotas: Counter) -> None:
-        """Seats returned in PostgreSQL (after commit): add them back to existing counters."""
-        units = [(self.type_key(t), n) for t, n in types.items() if n > 0]
-        units += [(self.quota_key(q), n) for q, n in quotas.items() if n > 0]
+        """Seats returned (positive) or taken outside the gate (negative, e.g. a late payment
+        re-acquiring an expired hold) in PostgreSQL, after commit: applied to existing counters."""
+        units = [(self.type_key(t), n) for t, n in types.items() if n]
+        units += [(self.quota_key(q), n) for q, n in quotas.items() if n]
         if not units:
             return
         # The ready key is irrelevant with '*': a missing counter is left for the next rebuild.

@@ -48,7 +48,7 @@ class Released:
         self.event_ids |= other.event_ids
 
     def __bool__(self) -> bool:
-        return bool(+self.types) or bool(+self.quotas)
+        return any(self.types.values()) or any(self.quotas.values())
 
 
 @dataclass(frozen=True, slots=True)

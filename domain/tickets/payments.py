@@ -46,12 +46,13 @@ class PaymentService:
 
     # --- reading --------------------------------------------------------------------------------
     async def visible_order(self, principal: Principal | None, order_id: uuid.UUID, *,
-                            action: Action = Action.VIEW_ORDERS) -> Order:
-        """The order if the caller bought it or may `action` on its event; else `not_found`."""
+                            action: Action = Action.VIEW_ORDERS, buyer_may: bool = True) -> Order:
+        """The order if the caller bought it (and `buyer_may`) or may `action` on its event;
+        `not_found` when the caller may not even see it."""
         order = await self.orders.get(order_id)
         if order is None or principal is None:
             raise not_found("order")
-        if order.user_id == principal.user_id:
+        if order.user_id == principal.user_id and buyer_may:
             return order
         async with self.db.connection() as conn:
             access = await load_access(conn, principal, order.event_id)
@@ -74,7 +75,7 @@ class PaymentService:
             raise not_found("order")
         own = order.user_id == principal.user_id
         if not (own and order.status == "held"):
-            order = await self.visible_order(principal, order_id, action=Action.REFUND_ORDERS)
+            order = await self.visible_order(principal, order_id, action=Action.REFUND_ORDERS, buyer_may=False)
         refund = None
         async with self.db.transaction("orders.cancel") as conn:
             order = await order_store.get_order(conn, order_id, for_update=True)
@@ -102,7 +103,7 @@ class PaymentService:
                      ticket_ids: Sequence[uuid.UUID] | None, reason: str) -> Order:
         """Full (no amount, no tickets) or partial refund by an organizer. Tickets named are void
         and their seats return; a refund reaching the total voids every ticket (`refunded`)."""
-        await self.visible_order(principal, order_id, action=Action.REFUND_ORDERS)
+        await self.visible_order(principal, order_id, action=Action.REFUND_ORDERS, buyer_may=False)
         async with self.db.transaction("orders.refund") as conn:
             order = await order_store.get_order(conn, order_id, for_update=True)
             assert order is not None
@@ -165,6 +166,96 @@ class PaymentService:
                                           provider_refund_id=result.refund_id)
         except Exception:
             log.exception("refund %s failed at the provider; it stays pending", refund["id"])
+
+    # --- paying -------------------------------------------------------------------------------
+    async def start_payment(self, principal: Principal, order_id: uuid.UUID) -> dict[str, Any]:
+        """The order's one payment intent (created on first call, the same one on every retry)."""
+        order = await self.orders.get(order_id)
+        if order is None or order.user_id != principal.user_id:
+            raise not_found("order")
+        async with self.db.connection() as conn:
+            existing = await pay_store.get_by_order(conn, order_id)
+        if existing is None:
+            if order.status != "held":
+                raise FoyerError("invalid_state" if order.status != "expired" else "hold_expired",
+                                 f"the order is {order.status}")
+            intent = await self.provider.create_intent(
+                amount_cents=order.total_cents, currency=order.currency, order_id=order.id,
+                idempotency_key=f"order:{order.id}")
+            async with self.db.transaction("payments.start") as conn:
+                existing = await pay_store.ensure_payment(
+                    conn, order_id=order.id, provider=self.provider.name, intent_id=intent.intent_id,
+                    amount_cents=order.total_cents, currency=order.currency, client_secret=intent.client_secret)
+        elif existing["status"] == "succeeded" or order.status in ("paid", "confirmed"):
+            raise FoyerError("already_paid", "this order is paid")
+        return {"payment_id": existing["id"], "order_id": order.id, "provider": existing["provider"],
+                "intent_id": existing["intent_id"], "client_secret": existing["client_secret"],
+                "amount_cents": existing["amount_cents"], "currency": existing["currency"],
+                "status": existing["status"], "confirm_url": self.provider.confirm_url(existing["intent_id"]),
+                "expires_at": order.expires_at}
+
+    async def webhook(self, provider_name: str, payload: bytes, headers: Any) -> dict[str, Any]:
+        """Verify, dedupe and apply one provider event (see module doc for the guarantees)."""
+        if self.provider is None or provider_name != self.provider.name:
+            raise not_found("webhook endpoint")
+        event = self.provider.parse_webhook(payload, headers)
+        refund: dict | None = None
+        released = Released()
+        async with self.db.transaction("payments.webhook") as conn:
+            if not await pay_store.record_event(conn, provider_name, event.id, event.type):
+                return {"received": True, "duplicate": True}
+            if event.type.startswith("refund.") and event.refund_id:
+                await pay_store.mark_refund_by_provider_id(conn, event.refund_id,
+                                                           "succeeded" if event.refund_status == "succeeded"
+                                                           else "failed" if event.refund_status == "failed" else "pending")
+            elif event.type in ("payment_intent.succeeded", "payment_intent.payment_failed") and event.intent_id:
+                found = await pay_store.get_by_intent(conn, provider_name, event.intent_id)
+                if found is None:
+                    log.warning("webhook %s for unknown intent %s ignored", event.id, event.intent_id)
+                    return {"received": True, "ignored": "unknown intent"}
+                order = await order_store.get_order(conn, found["order_id"], for_update=True)
+                payment = await pay_store.get_by_order(conn, found["order_id"], for_update=True)
+                assert order is not None and payment is not None
+                if event.type == "payment_intent.payment_failed":
+                    if payment["status"] == "pending":
+                        await pay_store.set_status(conn, payment["id"], "failed")
+                elif payment["status"] in ("pending", "failed"):
+                    if event.amount_cents != payment["amount_cents"] or (event.currency or "").upper() != payment["currency"]:
+                        raise FoyerError("bad_request", "amount or currency does not match the payment")
+                    await pay_store.set_status(conn, payment["id"], "succeeded")
+                    refund, released = await self._paid(conn, order)
+        await self.orders.after_release(released)
+        if refund is not None:
+            await self._send_refund(refund)
+        return {"received": True}
+
+    async def _paid(self, conn: Any, order: Order) -> tuple[dict | None, Released]:
+        """Money arrived for `order` (locked). held -> paid; expired -> paid if seats are free
+        again; otherwise the payment is refunded in full (order `refunded`)."""
+        if order.status in ("paid", "confirmed", "refunded"):
+            return None, Released()
+        released = None
+        if order.status == "held":
+            released = await order_store.move_counters(
+                conn, ((ln.ticket_type_id, -ln.quantity, ln.quantity) for ln in order.items))
+        elif order.status == "expired":
+            released = await order_store.move_counters(
+                conn, ((ln.ticket_type_id, 0, ln.quantity) for ln in order.items), require_available=True)
+        if released is None:  # cancelled, or expired and the seats are gone
+            await order_store.set_status(conn, order.id, "refunded", refunded_cents=order.total_cents)
+            refund = await pay_store.create_refund(conn, order.id, amount_cents=order.total_cents,
+                                                   reason=f"paid after the order was {order.status}", created_by=None)
+            refund["intent_id"] = (await pay_store.get_by_order(conn, order.id))["intent_id"]
+            await order_store.append_outbox(conn, [("order.refunded", order.event_id, order_store.order_fact(
+                order, amount_cents=order.total_cents, refunded_cents=order.total_cents, status="refunded",
+                voided_ticket_ids=[], reason="late_payment"))])
+            return refund, Released()
+        await order_store.set_status(conn, order.id, "paid", paid=True)
+        rows = await self.issue(conn, order)
+        await order_store.append_outbox(conn, [
+            ("order.paid", order.event_id, order_store.order_fact(order, previous_status=order.status)),
+            *order_store.issued_facts(rows)])
+        return None, released  # held -> sold is neutral for the gate; a re-acquired expiry takes seats
 
     # --- issuing (shared by free orders and payments) -------------------------------------------
     async def issue(self, conn: Any, order: Order) -> list[tuple[Any, ...]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 
@@ -18,7 +20,7 @@ from domain.tickets.manage import CatalogAdmin
 from domain.tickets.ordering import OrderService
 from domain.tickets.payments import PaymentService
 from domain.tickets.services import TicketServices
-from handlers import orders, tickets
+from handlers import orders, payments, tickets
 from handlers.orders import TICKETS
 from server.components import Component
 from server.components.accounts import CIPHER
@@ -27,8 +29,37 @@ from storage.inventory import Gate
 log = logging.getLogger("foyer.tickets")
 
 
+def sandbox_secret(core: Core) -> str:
+    """The sandbox API key / webhook secret: configured, or derived from the JWT secret so that
+    every node of a deployment agrees without configuration."""
+    configured = str(core.settings.tickets.payments_sandbox_secret)
+    if configured:
+        return configured
+    return "sk_sandbox_" + hmac.new(str(core.settings.auth.jwt_secret).encode(), b"foyer-sandbox-payments",
+                                    hashlib.sha256).hexdigest()[:40]
+
+
+def build_provider(core: Core) -> object:
+    s = core.settings.tickets
+    if s.payments_provider == "stripe":
+        from integrations.payments.stripe_provider import StripeProvider
+
+        return StripeProvider(api_key=str(s.stripe_api_key), webhook_secret=str(s.stripe_webhook_secret),
+                              api_base=s.stripe_api_base, tolerance=s.payments_webhook_tolerance_seconds)
+    from integrations.payments.sandbox_client import SandboxProvider
+
+    base = s.payments_sandbox_url or (core.settings.base_url + "/sandbox")
+    return SandboxProvider(base, sandbox_secret(core), tolerance=s.payments_webhook_tolerance_seconds)
+
+
 def setup(app: web.Application, core: Core) -> None:
     app[TICKETS] = TicketServices()
+    s = core.settings.tickets
+    if s.payments_sandbox_mount:
+        from integrations.payments.sandbox import create_sandbox_app
+
+        app.add_subapp("/sandbox", create_sandbox_app(sandbox_secret(core),
+                                                      webhook_url=s.payments_sandbox_webhook_url))
 
 
 async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
@@ -42,7 +73,8 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
         max_seats=s.max_tickets_per_order, batch_max=s.order_batch_max, batch_window_s=s.order_batch_window_ms / 1000)
     svc.gate, svc.keys = gate, keys
     svc.admin = CatalogAdmin(db=core.db, gate=gate, catalog=catalog, keys=keys)
-    svc.payments = PaymentService(db=core.db, orders=order_service, keys=keys, provider=None)
+    provider = build_provider(core)
+    svc.payments = PaymentService(db=core.db, orders=order_service, keys=keys, provider=provider)
     svc.holders = TicketHolders(db=core.db, keys=keys)
     svc.orders = order_service
     order_service.batcher.start()
@@ -54,6 +86,7 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
         await order_service.batcher.stop()
+        await provider.close()  # type: ignore[attr-defined]
 
 
-COMPONENT = Component(name="tickets", routers=(tickets.router, orders.router), setup=setup, lifespan=lifespan)
+COMPONENT = Component(name="tickets", routers=(tickets.router, orders.router, payments.router), setup=setup, lifespan=lifespan)

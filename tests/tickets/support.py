@@ -66,3 +66,52 @@ async def types_by_id(api: Api, sale: Sale) -> dict[str, dict]:
 
 def key() -> str:
     return uuid.uuid4().hex
+
+
+SANDBOX_SECRET = "sk_sandbox_test_secret_0123456789"
+
+
+@dataclass
+class Shop:
+    """A Foyer node wired to a standalone sandbox processor (webhooks go back to the node)."""
+
+    api: Api
+    db: Any
+    sandbox_url: str
+    sandbox_app: Any
+    server: Any
+
+
+async def start_shop(aiohttp_server, app_factory, settings_factory, http, **overrides: Any) -> Shop:
+    from handlers.api import CORE
+    from integrations.payments.sandbox import STATE, create_sandbox_app
+
+    sandbox_app = create_sandbox_app(SANDBOX_SECRET)
+    sandbox = await aiohttp_server(sandbox_app)
+    sandbox_url = str(sandbox.make_url("")).rstrip("/")
+    settings = {"payments_sandbox_url": sandbox_url, "payments_sandbox_secret": SANDBOX_SECRET, **overrides}
+    if overrides.get("payments_provider") == "stripe":
+        settings.update(stripe_api_key=SANDBOX_SECRET, stripe_webhook_secret=SANDBOX_SECRET, stripe_api_base=sandbox_url)
+    server = await app_factory(settings_factory(**settings))
+    sandbox_app[STATE]["webhook_url"] = str(server.make_url("/api/payments/webhooks/"
+                                                            + overrides.get("payments_provider", "sandbox")))
+    return Shop(Api(str(server.make_url("/")), http), server.app[CORE].db, sandbox_url, sandbox_app, server)
+
+
+async def confirm(http, payment: dict, card: str = "4242424242424242") -> tuple[int, Any]:
+    """What a buyer's client does: send the card to the processor, never to Foyer."""
+    async with http.post(payment["confirm_url"], data={"client_secret": payment["client_secret"],
+                                                       "payment_method_data[card][number]": card}) as r:
+        return r.status, await r.json()
+
+
+async def wait_for(fn, timeout: float = 10.0):
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        value = await fn()
+        if value or loop.time() > end:
+            return value
+        await asyncio.sleep(0.03)
