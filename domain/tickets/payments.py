@@ -75,7 +75,12 @@ class PaymentService:
             raise not_found("order")
         own = order.user_id == principal.user_id
         if not (own and order.status == "held"):
-            order = await self.visible_order(principal, order_id, action=Action.REFUND_ORDERS, buyer_may=False)
+            try:
+                order = await self.visible_order(principal, order_id, action=Action.REFUND_ORDERS, buyer_may=False)
+            except FoyerError as exc:
+                if own and exc.code == "not_found":  # buyers may cancel only their held orders
+                    raise FoyerError("invalid_state", f"the order is {order.status}") from None
+                raise
         refund = None
         async with self.db.transaction("orders.cancel") as conn:
             order = await order_store.get_order(conn, order_id, for_update=True)
