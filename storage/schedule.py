@@ -4,7 +4,8 @@ Guarantees:
 - No two `scheduled` sessions of one event overlap in the same (non-empty) room: the exclusion
   constraint `sessions_no_room_overlap` enforces it whatever the application checked before;
   `insert_session`/`update_session` run the write in a savepoint and translate a violation into
-  `schedule_conflict` naming the session(s) now holding the slot.
+  `schedule_conflict` naming the session(s) now holding the slot (a deadlock between two
+  conflicting writers is resolved by retrying the savepoint, see `_write_slot`).
 - `bump_version` increments `events.schedule_version` with a row lock on the event (held to
   commit), so versions of one event are gapless and totally ordered, and returns the event's
   *current* bounds and status for a final check under that lock.
@@ -15,6 +16,7 @@ Guarantees:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +35,7 @@ _SESSION_JSON = """jsonb_build_object(
     'updated_at', s.updated_at)"""
 _SESSION_ORDER = "s.starts_at, s.room, s.id"
 _UPDATABLE = frozenset({"title", "abstract", "starts_at", "ends_at", "room", "track", "capacity"})
+_DEADLOCK_RETRIES = 3
 
 
 class SessionRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -137,11 +140,27 @@ def conflict_error(room: str, conflicts: list[SessionRow]) -> FoyerError:
     )
 
 
-async def _translate_overlap(conn: asyncpg.Connection, *, event_id: uuid.UUID, room: str,
-                             starts_at: datetime, ends_at: datetime, exclude: uuid.UUID | None) -> FoyerError:
-    conflicts = await room_conflicts(conn, event_id=event_id, room=room, starts_at=starts_at, ends_at=ends_at,
-                                     exclude=exclude)
-    return conflict_error(room, conflicts)
+async def _write_slot(conn: asyncpg.Connection, write: Callable[[], Awaitable[Any]], *, event_id: uuid.UUID,
+                      room: str, starts_at: datetime, ends_at: datetime, exclude: uuid.UUID | None) -> Any:
+    """Run a session write that may take a room slot, in a savepoint.
+
+    Two transactions inserting conflicting slots at once may each wait for the other inside the
+    exclusion check; PostgreSQL then aborts one with deadlock_detected. Only the savepoint is
+    rolled back, so the write is retried: it now waits for the survivor and either fits (the
+    survivor rolled back) or gets the exclusion violation, answered as `schedule_conflict`.
+    """
+    for attempt in range(_DEADLOCK_RETRIES + 1):
+        try:
+            async with conn.transaction():  # savepoint: the caller's transaction stays usable
+                return await write()
+        except asyncpg.DeadlockDetectedError:
+            if attempt == _DEADLOCK_RETRIES:
+                raise
+        except asyncpg.ExclusionViolationError:
+            conflicts = await room_conflicts(conn, event_id=event_id, room=room, starts_at=starts_at,
+                                             ends_at=ends_at, exclude=exclude)
+            raise conflict_error(room, conflicts) from None
+    raise AssertionError("unreachable")
 
 
 async def insert_session(
@@ -149,16 +168,15 @@ async def insert_session(
     ends_at: datetime, room: str, track: str, capacity: int | None,
 ) -> uuid.UUID:
     """Insert a scheduled session; `schedule_conflict` if the room is taken (exclusion constraint)."""
-    try:
-        async with conn.transaction():  # savepoint: the caller's transaction stays usable
-            return await conn.fetchval(
-                """INSERT INTO sessions (event_id, title, abstract, starts_at, ends_at, room, track, capacity)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
-                event_id, title, abstract, starts_at, ends_at, room, track, capacity,
-            )
-    except asyncpg.ExclusionViolationError:
-        raise await _translate_overlap(conn, event_id=event_id, room=room, starts_at=starts_at, ends_at=ends_at,
-                                       exclude=None) from None
+    async def write() -> uuid.UUID:
+        return await conn.fetchval(
+            """INSERT INTO sessions (event_id, title, abstract, starts_at, ends_at, room, track, capacity)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id""",
+            event_id, title, abstract, starts_at, ends_at, room, track, capacity,
+        )
+
+    return await _write_slot(conn, write, event_id=event_id, room=room, starts_at=starts_at, ends_at=ends_at,
+                             exclude=None)
 
 
 async def update_session(conn: asyncpg.Connection, session: SessionRow, changes: dict[str, Any]) -> None:
@@ -170,16 +188,14 @@ async def update_session(conn: asyncpg.Connection, session: SessionRow, changes:
         return
     names = sorted(changes)
     assignments = ", ".join(f"{name} = ${i + 2}" for i, name in enumerate(names))
-    try:
-        async with conn.transaction():
-            await conn.execute(f"UPDATE sessions SET {assignments}, updated_at = now() WHERE id = $1",
-                               session.id, *(changes[n] for n in names))
-    except asyncpg.ExclusionViolationError:
-        raise await _translate_overlap(
-            conn, event_id=session.event_id, room=changes.get("room", session.room),
-            starts_at=changes.get("starts_at", session.starts_at), ends_at=changes.get("ends_at", session.ends_at),
-            exclude=session.id,
-        ) from None
+
+    async def write() -> None:
+        await conn.execute(f"UPDATE sessions SET {assignments}, updated_at = now() WHERE id = $1",
+                           session.id, *(changes[n] for n in names))
+
+    await _write_slot(conn, write, event_id=session.event_id, room=changes.get("room", session.room),
+                      starts_at=changes.get("starts_at", session.starts_at),
+                      ends_at=changes.get("ends_at", session.ends_at), exclude=session.id)
 
 
 async def touch_session(conn: asyncpg.Connection, session_id: uuid.UUID) -> None:
