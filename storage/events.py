@@ -155,28 +155,49 @@ async def list_published(
     """Published events, ordered by (starts_at, id), keyset-paginated after `after`.
 
     Filters: `q` full-text (websearch syntax, 'simple' configuration, title weighted over
-    description) on the `search` column; the date range keeps events that overlap
-    [ends_after, starts_before); `tag` an exact (normalised) tag.
+    description) on the `search` column (GIN); `tag` one exact normalised tag (GIN); the date
+    range keeps events overlapping [ends_after, starts_before).
+
+    Plans: the order is served by the partial index `events_published_start`. A lower bound
+    (`ends_after`, e.g. "upcoming from now") is NOT a filter on that scan — with many past events
+    it would walk them all — but splits the query in two index-friendly halves whose union is
+    exactly `ends_at > ends_after`: events starting at/after it (a range scan of
+    `events_published_start`) and events already running at that instant (the GiST index
+    `events_published_period`, containment), each limited, merged, limited again.
     """
-    where = ["status = 'published'"]
     args: list[Any] = []
 
     def arg(value: Any) -> str:
         args.append(value)
         return f"${len(args)}"
 
+    common = ["status = 'published'"]
     if q:
-        where.append(f"search @@ websearch_to_tsquery('simple', {arg(q)})")
+        common.append(f"search @@ websearch_to_tsquery('simple', {arg(q)})")
     if starts_before is not None:
-        where.append(f"starts_at < {arg(starts_before)}")
-    if ends_after is not None:
-        where.append(f"ends_at > {arg(ends_after)}")
+        common.append(f"starts_at < {arg(starts_before)}")
     if tag:
-        where.append(f"tags @> ARRAY[{arg(tag)}]::text[]")
+        common.append(f"tags @> ARRAY[{arg(tag)}]::text[]")
     if after is not None:
-        where.append(f"(starts_at, id) > ({arg(after[0])}, {arg(after[1])})")
-    sql = (f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} "
-           f"ORDER BY starts_at, id LIMIT {arg(limit)}")
+        common.append(f"(starts_at, id) > ({arg(after[0])}, {arg(after[1])})")
+    lim = arg(limit)
+    if ends_after is None:
+        sql = (f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(common)} "
+               f"ORDER BY starts_at, id LIMIT {lim}")
+    else:
+        at = arg(ends_after)
+        where = " AND ".join(common)
+        sql = f"""SELECT {_EVENT_COLUMNS} FROM (
+                    (SELECT {_EVENT_COLUMNS} FROM events
+                      WHERE {where} AND starts_at >= {at}::timestamptz
+                      ORDER BY starts_at, id LIMIT {lim})
+                    UNION ALL
+                    (SELECT {_EVENT_COLUMNS} FROM events
+                      WHERE {where} AND tstzrange(starts_at, ends_at) @> {at}::timestamptz
+                        AND starts_at < {at}::timestamptz
+                      ORDER BY starts_at, id LIMIT {lim})
+                  ) AS both_halves
+                  ORDER BY starts_at, id LIMIT {lim}"""
     return [EventRow.from_record(r) for r in await conn.fetch(sql, *args)]
 
 

@@ -9,3 +9,8 @@ ALTER TABLE events
 -- ("your session moved") without diffing snapshots.
 ALTER TABLE schedule_changes
     ADD COLUMN fields text[] NOT NULL DEFAULT '{}';
+
+-- "Running at instant T" for listings with a lower date bound (see storage/events.list_published):
+-- containment on the period of published events.
+CREATE INDEX events_published_period ON events USING gist (tstzrange(starts_at, ends_at))
+    WHERE status = 'published';
