@@ -106,6 +106,15 @@ async def get_event_by_slug(conn: asyncpg.Connection | asyncpg.Pool, slug: str) 
     return EventRow.from_record(row) if row else None
 
 
+async def find_owned(conn: asyncpg.Connection | asyncpg.Pool, owner_id: uuid.UUID, title: str) -> EventRow | None:
+    """The oldest event of `owner_id` with exactly this title (used by the idempotent demo)."""
+    row = await conn.fetchrow(
+        f"SELECT {_EVENT_COLUMNS} FROM events WHERE owner_id = $1 AND title = $2 ORDER BY created_at, id LIMIT 1",
+        owner_id, title,
+    )
+    return EventRow.from_record(row) if row else None
+
+
 async def update_event(conn: asyncpg.Connection, event_id: uuid.UUID, changes: dict[str, Any]) -> EventRow:
     """Set the given columns (names from a fixed allow-list) and `updated_at`; returns the row."""
     unknown = set(changes) - _UPDATABLE
