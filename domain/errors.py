@@ -64,6 +64,9 @@ HTTP_STATUS: dict[str, int] = {
     "message_rejected": 422,
     "already_voted": 409,
     "poll_closed": 409,
+    # notify (push, email, calendar, sharing, feedback)
+    "invalid_link": 400,
+    "feedback_not_open": 409,
 }
 
 

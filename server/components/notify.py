@@ -1,7 +1,90 @@
-"""Wiring of the notify capability (push, email, calendar, share pages, feedback)."""
+"""Wiring of the notify capability (push, email, calendar, share pages, feedback).
+
+- `setup`: builds the FCM adapter (only when `FOYER_FCM_CREDENTIALS` is set), the push worker,
+  the notifier, the mailer and the flows, and stores them under `handlers.devices.NOTIFY`.
+- `lifespan`: runs the push queue worker and the reminders scheduler on every node (both are
+  safe to run on many nodes: claims in PostgreSQL are exclusive).
+- `consumers`: `notify.push` and `notify.email` (domain/notify/triggers.py).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from domain.consumers import Consumer
+from domain.notify.account_email import AccountEmails
+from domain.notify.calendar import Calendars
+from domain.notify.dispatch import Notifier
+from domain.notify.email import EmailService
+from domain.notify.hub import NotifyHub
+from domain.notify.orders import OrderMail
+from domain.notify.push import PushWorker
+from domain.notify.reminders import Scheduler
+from domain.notify.triggers import Triggers
+from domain.services import Core
+from handlers import account_email, calendar, devices
+from handlers.auth import ACCOUNTS
+from integrations.email.compose import EmailComposer
+from integrations.email.mailer import Mailer
+from integrations.push.fcm import FcmAdapter
 from server.components import Component
 
-COMPONENT = Component(name="notify")
+log = logging.getLogger("foyer.notify")
+
+
+def _fcm(core: Core) -> FcmAdapter | None:
+    s = core.settings.notify
+    info = s.fcm_credentials_info()
+    if info is None:
+        return None
+    return FcmAdapter(credentials_info=info, project_id=s.fcm_project_id, endpoint=s.fcm_endpoint,
+                      token_uri=s.fcm_token_uri, timeout=s.fcm_timeout_seconds, threads=s.push_threads)
+
+
+def setup(app: web.Application, core: Core) -> None:
+    s = core.settings.notify
+    worker = PushWorker(core, _fcm(core))
+    notifier = Notifier(core, worker)
+    email = EmailService(core, Mailer(s), EmailComposer(sender=s.email_from))
+    accounts = AccountEmails(core, email, app[ACCOUNTS].passwords)
+    calendars = Calendars(core)
+    triggers = Triggers(core, notifier, email, accounts, OrderMail(core, email, calendars))
+    app[devices.NOTIFY] = NotifyHub(push=worker, notifier=notifier, email=email, accounts=accounts,
+                                    calendars=calendars, triggers=triggers, scheduler=Scheduler(core))
+
+
+async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
+    hub = app[devices.NOTIFY]
+    tasks = [asyncio.create_task(hub.scheduler.run(), name="notify-scheduler")]
+    if hub.push.enabled:
+        tasks.append(asyncio.create_task(hub.push.run(), name="push-worker"))
+    else:
+        log.info("push is off (FOYER_FCM_CREDENTIALS unset): devices are registered but nothing is sent")
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if hub.push.adapter is not None:
+            hub.push.adapter.close()
+
+
+def consumers(app: web.Application, core: Core) -> list[Consumer]:
+    return app[devices.NOTIFY].triggers.consumers()
+
+
+COMPONENT = Component(
+    name="notify",
+    routers=(devices.router, account_email.router, calendar.router),
+    setup=setup,
+    lifespan=lifespan,
+    consumers=consumers,
+)

@@ -1,0 +1,1 @@
+"""Reaching attendees: push (FCM), in-app, email, calendar feeds, reminders, referrals, feedback."""
