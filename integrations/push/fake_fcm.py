@@ -27,6 +27,9 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+# google-auth always signs service-account assertions for Google's token endpoint, whatever
+# `token_uri` the request is sent to; Google checks this audience.
+GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"
 _FCM_ERROR = "type.googleapis.com/google.firebase.fcm.v1.FcmError"
 _STATUS_OF = {"UNREGISTERED": (404, "NOT_FOUND"), "INVALID_ARGUMENT": (400, "INVALID_ARGUMENT"),
               "QUOTA_EXCEEDED": (429, "RESOURCE_EXHAUSTED"), "UNAVAILABLE": (503, "UNAVAILABLE"),
@@ -58,7 +61,6 @@ class FakeFcm:
     delivered: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     token_requests: int = 0
-    token_uri: str = ""
     _failures: dict[str, list[tuple[str, float | None]]] = field(default_factory=lambda: defaultdict(list))
     _access_tokens: dict[str, float] = field(default_factory=dict)
 
@@ -79,7 +81,7 @@ class FakeFcm:
             return web.json_response({"error": "unsupported_grant_type"}, status=400)
         try:
             claims = jwt.decode(str(form.get("assertion", "")), self.public_key_pem, algorithms=["RS256"],
-                                audience=self.token_uri or None, options={"verify_aud": bool(self.token_uri)})
+                                audience=GOOGLE_TOKEN_AUDIENCE)
         except jwt.PyJWTError as exc:
             return web.json_response({"error": "invalid_grant", "error_description": str(exc)}, status=400)
         if claims.get("iss") != self.client_email or "firebase.messaging" not in str(claims.get("scope", "")):

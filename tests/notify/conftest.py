@@ -38,7 +38,6 @@ async def fcm(aiohttp_server, service_account) -> FcmServer:
     fake = FakeFcm(project_id=PROJECT, public_key_pem=public_pem, client_email=info["client_email"])
     server = await aiohttp_server(fake.app())
     base = str(server.make_url("")).rstrip("/")
-    fake.token_uri = f"{base}/token"
     return FcmServer(fake=fake, info={**info, "token_uri": f"{base}/token"}, base_url=base)
 
 

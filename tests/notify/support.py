@@ -45,8 +45,8 @@ class SmtpSink:
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages if address in str(m["To"])]
 
-    async def wait_for(self, count: int, *, timeout: float = 5.0) -> list[EmailMessage]:
-        deadline = asyncio.get_running_loop().time() + timeout
+    async def wait_for(self, count: int, *, within: float = 5.0) -> list[EmailMessage]:
+        deadline = asyncio.get_running_loop().time() + within
         while len(self.messages) < count:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"expected {count} emails, got {len(self.messages)}")
@@ -145,9 +145,9 @@ async def deliver(app: Any, consumer_name: str, *, after_seq: int = 0) -> list[O
     return handled
 
 
-async def eventually(check: Callable[[], Any], *, timeout: float = 5.0, interval: float = 0.03) -> Any:
+async def eventually(check: Callable[[], Any], *, within: float = 5.0, interval: float = 0.03) -> Any:
     """Poll an (async or sync) predicate until it returns a truthy value."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while True:
         result = check()
         if asyncio.iscoroutine(result):

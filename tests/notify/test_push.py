@@ -116,7 +116,7 @@ async def test_transient_errors_retry_with_backoff_then_give_up(app_factory, not
     n = Notification(key=f"test:{uuid.uuid4()}", kind="order", title="Order confirmed", body="Enjoy")
     report = await hub.notifier.notify(n, [uuid.UUID(user.id)])
     assert report.push_enqueued == 2
-    await eventually(lambda: fcm.fake.delivered.get("tok-flaky-000001"), timeout=8)
+    await eventually(lambda: fcm.fake.delivered.get("tok-flaky-000001"), within=8)
     assert datetime.now(UTC) - started >= timedelta(seconds=1)  # Retry-After honoured
     assert fcm.fake.attempts["tok-flaky-000001"] == 3
     row = await eventually(lambda: db.fetchrow(
