@@ -21,7 +21,7 @@ Slug = Annotated[str, msgspec.Meta(max_length=80)]
 
 
 @router.post("/api/events", summary="Create an event (a draft; you become its owner and organizer)", status=201,
-             body=EventCreate, response=events.EventOut, errors=("forbidden",))
+             body=EventCreate, response=events.EventOut, errors=("forbidden",), idempotency="events.create")
 async def create_event(req: ApiRequest) -> events.EventOut:
     return await events.create_event(req.core, req.principal, req.body)
 
@@ -64,13 +64,15 @@ async def delete_event(req: ApiRequest) -> None:
 
 
 @router.post("/api/events/{id}/publish", summary="Publish a draft (organizers and admins with 2FA)",
-             response=events.EventOut, errors=("forbidden", "two_factor_required", "invalid_state"))
+             response=events.EventOut, errors=("forbidden", "two_factor_required", "invalid_state"),
+             idempotency="events.publish")
 async def publish_event(req: ApiRequest) -> events.EventOut:
     return await events.publish_event(req.core, req.principal, req.params["id"])
 
 
 @router.post("/api/events/{id}/cancel", summary="Cancel a published event (owner or admin)",
-             response=events.EventOut, errors=("forbidden", "invalid_state", "validation_failed"))
+             response=events.EventOut, errors=("forbidden", "invalid_state", "validation_failed"),
+             idempotency="events.cancel")
 async def cancel_event(req: ApiRequest) -> events.EventOut:
     """Optional JSON body `{"reason": "..."}` (at most 1000 characters), shown with the event."""
     raw = await req.request.read()

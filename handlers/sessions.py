@@ -49,7 +49,8 @@ async def get_schedule(req: ApiRequest) -> web.Response:
 # --- sessions -----------------------------------------------------------------------------------------
 
 @router.post("/api/events/{id}/sessions", summary="Add a session", status=201, body=SessionCreate,
-             response=schedule.SessionOut, errors=(*_EDIT_ERRORS, "schedule_conflict"))
+             response=schedule.SessionOut, errors=(*_EDIT_ERRORS, "schedule_conflict"),
+             idempotency="sessions.create")
 async def create_session(req: ApiRequest) -> schedule.SessionOut:
     return await schedule.create_session(req.core, req.principal, req.params["id"], req.body)
 
@@ -94,7 +95,7 @@ async def unassign_speaker(req: ApiRequest) -> schedule.SessionOut:
 # --- speakers -----------------------------------------------------------------------------------------
 
 @router.post("/api/events/{id}/speakers", summary="Add a speaker", status=201, body=SpeakerCreate,
-             response=speakers.SpeakerOut, errors=_EDIT_ERRORS)
+             response=speakers.SpeakerOut, errors=_EDIT_ERRORS, idempotency="speakers.create")
 async def create_speaker(req: ApiRequest) -> speakers.SpeakerOut:
     return await speakers.create_speaker(req.core, req.principal, req.params["id"], req.body)
 

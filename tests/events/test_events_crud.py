@@ -153,3 +153,14 @@ async def test_drafts_are_invisible_to_others(api):
     assert status == 404 and body == {"error": {"code": "not_found", "message": "event not found"}}
     status, body = await api.get("/api/events/not-a-uuid")
     assert status == 404
+
+
+async def test_idempotency_key_on_create(api, db):
+    owner = await api.register()
+    headers = {"Idempotency-Key": "create-event-1"}
+    status1, first = await api.post("/api/events", user=owner, json=event_body(), headers=headers)
+    status2, second = await api.post("/api/events", user=owner, json=event_body(), headers=headers)
+    assert status1 == status2 == 201 and first == second
+    assert await db.fetchval("SELECT count(*) FROM events") == 1
+    status, body = await api.post("/api/events", user=owner, json=event_body(title="Other"), headers=headers)
+    assert status == 422 and body["error"]["code"] == "idempotency_key_reused"
