@@ -34,6 +34,10 @@ class TokenService:
         self.issuer = issuer
         self.audience = audience
         self.access_ttl_seconds = access_ttl_seconds
+        # Tokens already verified in this process (exact string -> principal, exp): a ticket drop
+        # sends the same buyer's token many times; re-checking the HMAC each time was the largest
+        # cost of a `sold_out` answer. `exp` (with leeway) is re-checked on every hit.
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def issue_access(self, principal: Principal, *, now: float | None = None) -> str:
         issued = int(now if now is not None else time.time())
@@ -53,6 +57,18 @@ class TokenService:
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def verify_access(self, token: str) -> Principal:
+        hit = self._verified.get(token)
+        if hit is not None:
+            if time.time() <= hit[1] + _LEEWAY_SECONDS:
+                return hit[0]
+            del self._verified[token]
+        principal, exp = self._verify(token)
+        if len(self._verified) >= 20_000:
+            self._verified.pop(next(iter(self._verified)))
+        self._verified[token] = (principal, exp)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -81,4 +97,4 @@ class TokenService:
         except ValueError:
             raise FoyerError("invalid_token", "access token is not valid") from None
         role = claims.get("role") if claims.get("role") in ("user", "admin") else "user"
-        return Principal(user_id=user_id, role=role, session_id=session_id)
+        return Principal(user_id=user_id, role=role, session_id=session_id), float(claims["exp"])

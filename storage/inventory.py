@@ -4,7 +4,7 @@ Gate (Redis, never the source of truth):
 - one counter per ticket type and per shared quota: seats the gate still lets through
   (`tix:gate:t:<type>`, `tix:gate:q:<quota>`), and per event a ready key holding an epoch
   (`tix:gate:ready:<event>`);
-- `admit` runs one Lua script: missing ready key or counter -> the gate rebuilds that event from
+- `admit` runs one Lua script (admissions of one event-loop tick share one call): missing ready key or counter -> the gate rebuilds that event from
   PostgreSQL under a Redis lock (`SET NX PX`) and retries; an Idempotency-Key marker already
   present -> `seen` (the caller replays or answers 409/422); a counter below the wanted quantity
   -> `sold_out` (no PostgreSQL work at all); else every counter is decremented and the marker
@@ -50,24 +50,41 @@ log = logging.getLogger("foyer.tickets.gate")
 MARKER_TTL_MS = 86_400_000
 PENDING_MARKER_TTL_MS = 60_000
 
-# KEYS: ready, marker, counters...   ARGV: n, qty..., marker value ('' = none), marker ttl ms
-_ADMIT = """
-local n = tonumber(ARGV[1])
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then return {'rebuild'} end
-local marker = ARGV[n + 2]
-if marker ~= '' then
-  local seen = redis.call('GET', KEYS[2])
-  if seen then return {'seen', epoch, seen} end
+# Many admissions in one call (coalesced per event-loop tick), processed in order, atomically.
+# Key names travel in ARGV: Foyer's gate needs one Redis (or one cluster slot per deployment).
+# ARGV: nreq, marker ttl ms, then per request: ready, marker ('' = none), marker value, n, (key, qty) x n
+_ADMIT_MANY = """
+local out = {}
+local p = 3
+for r = 1, tonumber(ARGV[1]) do
+  local ready, marker, mval, n = ARGV[p], ARGV[p + 1], ARGV[p + 2], tonumber(ARGV[p + 3])
+  local base = p + 4
+  p = base + 2 * n
+  local res = nil
+  local epoch = redis.call('GET', ready)
+  if not epoch then
+    res = {'rebuild', ''}
+  else
+    if marker ~= '' then
+      local seen = redis.call('GET', marker)
+      if seen then res = {'seen', epoch, seen} end
+    end
+    if not res then
+      for j = 0, n - 1 do
+        local v = redis.call('GET', ARGV[base + 2 * j])
+        if not v then res = {'rebuild', ''} break end
+        if tonumber(v) < tonumber(ARGV[base + 2 * j + 1]) then res = {'sold_out', epoch, tostring(j + 1)} break end
+      end
+    end
+    if not res then
+      for j = 0, n - 1 do redis.call('DECRBY', ARGV[base + 2 * j], ARGV[base + 2 * j + 1]) end
+      if marker ~= '' then redis.call('SET', marker, mval, 'PX', ARGV[2]) end
+      res = {'ok', epoch}
+    end
+  end
+  out[r] = res
 end
-for i = 1, n do
-  local v = redis.call('GET', KEYS[i + 2])
-  if not v then return {'rebuild'} end
-  if tonumber(v) < tonumber(ARGV[i + 1]) then return {'sold_out', epoch, tostring(i)} end
-end
-for i = 1, n do redis.call('DECRBY', KEYS[i + 2], ARGV[i + 1]) end
-if marker ~= '' then redis.call('SET', KEYS[2], marker, 'PX', ARGV[n + 3]) end
-return {'ok', epoch}
+return out
 """
 
 # KEYS: ready, counters...   ARGV: epoch ('*' = any), add..., cap... (-1 = no cap)
@@ -105,7 +122,11 @@ class Gate:
         self.redis = redis
         self.keys = keys
         self.db = db
-        self._admit = redis.register_script(_ADMIT)
+        self._admit_many = redis.register_script(_ADMIT_MANY)
+        self._queued: list[tuple[list, asyncio.Future]] = []
+        self._flush_scheduled = False
+        self._flushes: set[asyncio.Task] = set()
+        self.admit_calls = 0
         self._settle = redis.register_script(_SETTLE)
         self._rebuilding: dict[uuid.UUID, asyncio.Future] = {}
         self._last_warning = 0.0
@@ -136,11 +157,12 @@ class Gate:
     # --- admission ---------------------------------------------------------------------------
     async def admit(self, event_id: uuid.UUID, units: tuple[tuple[str, int], ...], *,
                     marker_key: str | None = None, marker_value: str = "") -> Admission:
-        keys = [self.ready_key(event_id), marker_key or self.ready_key(event_id), *(k for k, _ in units)]
-        args = [len(units), *(q for _, q in units), marker_value if marker_key else "", PENDING_MARKER_TTL_MS]
+        args: list = [self.ready_key(event_id), marker_key or "", marker_value if marker_key else "", len(units)]
+        for k, q in units:
+            args += [k, q]
         for _attempt in range(3):
             try:
-                reply = await self._admit(keys=keys, args=args)
+                reply = await self._coalesced(args)
             except NoScriptError:  # Redis restarted and lost the script cache: redis-py reloads
                 continue
             except (RedisError, OSError) as exc:
@@ -300,6 +322,42 @@ class Gate:
                     1, lock_key, token)
             except (RedisError, OSError):
                 pass
+
+    # --- coalescing: every admission of one event-loop tick goes in one Redis call -----------
+    def _coalesced(self, args: list) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._queued.append((args, fut))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._start_flush)
+        return fut
+
+    def _start_flush(self) -> None:
+        self._flush_scheduled = False
+        queued, self._queued = self._queued, []
+        for i in range(0, len(queued), 500):
+            task = asyncio.get_running_loop().create_task(self._flush(queued[i:i + 500]))
+            self._flushes.add(task)
+            task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, batch: list[tuple[list, asyncio.Future]]) -> None:
+        args: list = [len(batch), PENDING_MARKER_TTL_MS]
+        for a, _ in batch:
+            args.extend(a)
+        self.admit_calls += 1
+        try:
+            replies = await self._admit_many(keys=[], args=args)
+        except BaseException as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        for (_, fut), reply in zip(batch, replies, strict=True):
+            if not fut.done():
+                fut.set_result(reply)
 
     # --- helpers -----------------------------------------------------------------------------
     async def _run(self, pipe: aioredis.client.Pipeline) -> None:
