@@ -214,3 +214,26 @@ async def test_cancelled_event_schedule_is_frozen(api, event, db):
     assert status == 409 and body["error"]["code"] == "invalid_state"
     status, body = await api.patch(f"/api/sessions/{session['id']}", user=owner, json={"title": "x"})
     assert status == 409 and body["error"]["code"] == "invalid_state"
+
+
+async def test_event_shrinking_concurrently_cannot_strand_a_new_session(api, owner, event, db):
+    """The bounds are re-checked under the event's row lock: a session created while the event's
+    end moves earlier (in another transaction) is refused once that transaction commits."""
+    eid = uuid.UUID(event["id"])
+    async with db.pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        await conn.execute("UPDATE events SET ends_at = $2 WHERE id = $1", eid, datetime.fromisoformat(at(10)))
+        request = asyncio.ensure_future(api.post(f"/api/events/{eid}/sessions", user=owner, json={
+            "title": "Evening", "starts_at": at(11), "ends_at": at(12), "room": "Hall A"}))
+        for _ in range(200):  # until the request waits for our lock
+            waiting = await db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+            if waiting or request.done():
+                break
+            await asyncio.sleep(0.02)
+        assert not request.done()
+        await tx.commit()
+    status, body = await request
+    assert status == 422 and set(errors_of(body)) == {"starts_at", "ends_at"}
+    assert await db.fetchval("SELECT count(*) FROM sessions WHERE event_id = $1", eid) == 0
