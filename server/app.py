@@ -26,7 +26,12 @@ from handlers import system
 from handlers.api import CORE, Router
 from server.components import Component, all_components
 from server.metrics import METRICS, Metrics
-from server.middlewares import error_middleware, make_headers_and_cors, make_request_context, metrics_middleware
+from server.middlewares import (
+    error_middleware,
+    make_headers_and_cors,
+    make_request_context,
+    metrics_middleware,
+)
 from server.openapi import build_openapi
 from server.realtime import attach, create_sio
 from storage.db import Database

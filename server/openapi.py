@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from domain.errors import HTTP_STATUS
-from handlers.api import RouteSpec, Router
+from handlers.api import Router, RouteSpec
 
 _PARAM = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
 _ERROR_SCHEMA = {

@@ -30,6 +30,7 @@ from tests.support.services import (  # noqa: E402
     unique,
 )
 
+
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict:
     """Tests run on uvloop, like production nodes."""
     import uvloop

@@ -4,7 +4,10 @@ the data dir, stops them on Ctrl-C, and finds its data again on the next start."
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 
 import psutil
 import pytest
@@ -29,9 +32,12 @@ async def _interrupt(node) -> int:
     return await asyncio.wait_for(node.process.wait(), 30)
 
 
-async def test_embedded_default_restarts_with_data_intact(tmp_path, http):
+async def test_embedded_default_restarts_with_data_intact(http):
     from tests.conftest import ROOT
 
+    # Not pytest's tmp_path: concurrent pytest runs rotate /tmp/pytest-of-<user>, and the embedded
+    # PostgreSQL runs as its own system user, which needs a stable, traversable directory.
+    tmp_path = Path(tempfile.mkdtemp(prefix="foyer-embedded-"))
     data_dir = tmp_path / "var"
     factory = NodeFactory(root=ROOT, base_env={"FOYER_DATA_DIR": str(data_dir)}, log_dir=tmp_path)
     try:
@@ -55,3 +61,4 @@ async def test_embedded_default_restarts_with_data_intact(tmp_path, http):
         await factory.stop_all()
         for proc in _children_using(data_dir):
             proc.kill()
+        shutil.rmtree(tmp_path, ignore_errors=True)
