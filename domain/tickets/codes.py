@@ -98,3 +98,8 @@ class Signer:
 
     def sign(self, ticket_id: uuid.UUID, generation: int = 1) -> str:
         return sign_code(self._private, TicketClaims(ticket_id, self.event_id, generation))
+
+    def sign_bytes(self, data: bytes) -> bytes:
+        """Ed25519 signature of `data` with the event's key. Callers prefix `data` with a context
+        of their own (e.g. b"foyer-checkin-list\\x00"), distinct from ticket codes' context."""
+        return self._private.sign(data)

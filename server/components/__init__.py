@@ -36,7 +36,7 @@ class Component:
 
 
 def all_components() -> list[Component]:
-    from server.components import accounts, events, live, notify, reach, tickets
+    from server.components import accounts, door, events, live, notify, reach, tickets
 
     return [accounts.COMPONENT, events.COMPONENT, tickets.COMPONENT, live.COMPONENT, reach.COMPONENT,
-            notify.COMPONENT]
+            notify.COMPONENT, door.COMPONENT]
