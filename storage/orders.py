@@ -25,7 +25,7 @@ import asyncpg
 import orjson
 
 from domain.tickets.codes import Signer
-from domain.tickets.models import HoldOutcome, HoldRequest, Line, Order
+from domain.tickets.models import BatchHook, HoldOutcome, HoldRequest, Line, Order
 from storage import tickets as ticket_store
 from storage.outbox import NOTIFY_CHANNEL
 
@@ -116,9 +116,11 @@ def _sum_deltas(pairs: Iterable[tuple[uuid.UUID | None, int, int]]) -> dict[uuid
 
 async def place_batch(
     conn: asyncpg.Connection, reqs: Sequence[HoldRequest], *, signer_for: Callable[[uuid.UUID], Signer | None],
-    idempotency_ttl_seconds: int,
+    idempotency_ttl_seconds: int, hooks: Sequence[BatchHook] = (),
 ) -> BatchResult:
-    """Hold (or, for free orders, confirm) many buyers' orders in this transaction. See module doc."""
+    """Hold (or, for free orders, confirm) many buyers' orders in this transaction. See module doc.
+    `hooks` (domain.tickets.models.BatchHook) may refuse requests before anything is written and
+    add rows for the granted ones."""
     types = await _lock_types(conn, (ln.ticket_type_id for r in reqs for ln in r.lines))
     qavail = await _lock_quotas(conn, (t["quota_id"] for t in types.values() if t["quota_id"]))
     tavail = {tid: t["avail"] for tid, t in types.items()}
@@ -155,6 +157,20 @@ async def place_batch(
             qavail[qid] -= n
         granted.append(r)
 
+    def give_back(r: HoldRequest) -> None:
+        for ln in r.lines:
+            tavail[ln.ticket_type_id] += ln.quantity
+            if types[ln.ticket_type_id]["quota_id"]:
+                qavail[types[ln.ticket_type_id]["quota_id"]] += ln.quantity
+
+    for hook in hooks:
+        refused = await hook.admit(conn, granted) if granted else {}
+        for r in granted:
+            if r.order_id in refused:
+                outcomes[r.order_id] = refused[r.order_id]
+                give_back(r)
+        granted = [r for r in granted if r.order_id not in refused]
+
     # Idempotency records hold the 201 we are about to send; a key already present (a concurrent
     # duplicate that slipped past the gate, e.g. after a Redis flush) loses its seats here.
     keyed = [r for r in granted if r.idempotency_key]
@@ -174,10 +190,7 @@ async def place_batch(
         granted = [r for r in granted if r.order_id not in dupes]
         for r in keyed:
             if r.order_id in dupes:  # give the seats back to this batch's view of availability
-                for ln in r.lines:
-                    tavail[ln.ticket_type_id] += ln.quantity
-                    if types[ln.ticket_type_id]["quota_id"]:
-                        qavail[types[ln.ticket_type_id]["quota_id"]] += ln.quantity
+                give_back(r)
     result = BatchResult(outcomes, tavail, qavail)
     if not granted:
         return result
@@ -199,6 +212,8 @@ async def place_batch(
         """INSERT INTO order_items (order_id, ticket_type_id, quantity, unit_price_cents)
            SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::bigint[])""",
         *[list(c) for c in zip(*items, strict=True)])
+    for hook in hooks:
+        await hook.placed(conn, granted)
 
     facts: list[tuple[str, uuid.UUID, dict[str, Any]]] = []
     ticket_rows: list[tuple[Any, ...]] = []

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 KINDS = ("general", "vip", "early_bird", "free", "donation")
 ACTIVE_ORDER_STATUSES = ("held", "paid", "confirmed")
@@ -124,9 +125,32 @@ class HoldOutcome:
     """What the batch transaction decided for one request."""
 
     ok: bool
-    code: str = ""  # sold_out | sale_closed | duplicate
+    code: str = ""  # sold_out | sale_closed | duplicate | a batch hook's code (e.g. seat_unavailable)
     ticket_type_id: uuid.UUID | None = None
     quota_id: uuid.UUID | None = None  # set when the shared quota, not the type, ran out
+    message: str = ""  # batch hooks: the error message and details the buyer gets
+    details: Any = None
+
+
+class BatchHook(Protocol):
+    """An extension of the group-commit transaction (storage.orders.place_batch), e.g. reserved
+    seating and registration answers (domain/seating.py, domain/forms.py).
+
+    `admit` runs after the ticket-type rows are locked (so it is serialized with every other
+    writer of those types) and the seats counted, before anything is written; it returns the
+    requests it refuses ({order_id: HoldOutcome(False, code, ...)}): their seats go back to the
+    batch and the gate. `placed` runs after the granted orders and items are inserted, in the same
+    transaction. Both see `HoldRequest.extra` (filled by pre-hold hooks) and may rewrite
+    `HoldRequest.response` (the 201 body, stored for idempotent replays) in `admit`."""
+
+    async def admit(self, conn: Any, requests: Sequence[HoldRequest]) -> dict[uuid.UUID, HoldOutcome]: ...
+
+    async def placed(self, conn: Any, requests: Sequence[HoldRequest]) -> None: ...
+
+
+# A late payment re-acquiring an expired order (locked): True if the hook's resources (e.g. the
+# order's seats) could be taken again, False to refund instead. Runs before the counters move.
+ReacquireHook = Callable[[Any, "Order"], Awaitable[bool]]
 
 
 @dataclass(frozen=True, slots=True)

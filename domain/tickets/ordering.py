@@ -25,7 +25,7 @@ from domain.identity import Principal
 from domain.policy import Action, authorize
 from domain.tickets.catalog import SaleCatalog
 from domain.tickets.keys import EventKeys
-from domain.tickets.models import HoldOutcome, HoldRequest, Order
+from domain.tickets.models import BatchHook, HoldOutcome, HoldRequest, Order, ReacquireHook
 from domain.tickets.rules import HoldContext, OrderIn, PreHoldHook, plan_order
 from storage import idempotency
 from storage import orders as order_store
@@ -50,6 +50,10 @@ class OrderService:
         self.hold_seconds = hold_seconds
         self.max_seats = max_seats
         self.pre_hold_hooks: list[PreHoldHook] = []
+        # Door extension points (seating, registration forms; see domain.tickets.models.BatchHook):
+        # run inside the group-commit transaction, and when a late payment re-acquires a hold.
+        self.batch_hooks: list[BatchHook] = []
+        self.reacquire_hooks: list[ReacquireHook] = []
         self.batcher = HoldBatcher(self._commit, max_batch=batch_max, window_s=batch_window_s)
         self.sold_out_answers = 0
 
@@ -64,10 +68,12 @@ class OrderService:
                 await authorize(conn, principal, Action.BUY_TICKETS, event_id)
         now = datetime.now(UTC)
         plan = plan_order(event, order, now=now, max_seats=self.max_seats)
+        extra: dict = {}
         if self.pre_hold_hooks:
             ctx = HoldContext(principal=principal, event=event, order=order, plan=plan, headers=headers or {})
             for hook in self.pre_hold_hooks:
                 await hook(ctx)
+            extra = ctx.extra
         key = idempotency.valid_key(idempotency_key)
         fp = idempotency.fingerprint(ORDERS_SCOPE, str(event_id), msgspec.json.encode(order))
         marker_key = self.gate.marker_key(principal.user_id, key) if key else None
@@ -92,7 +98,7 @@ class OrderService:
         request = HoldRequest(
             order_id=order_id, event_id=event_id, user_id=principal.user_id, lines=plan.lines,
             total_cents=plan.total_cents, currency=plan.currency, confirm=plan.confirm, expires_at=expires_at,
-            idempotency_key=key, fingerprint=fp, response=response, admission=adm)
+            idempotency_key=key, fingerprint=fp, response=response, admission=adm, extra=extra)
         try:
             if plan.confirm:
                 await self.keys.signer(event_id)
@@ -101,15 +107,16 @@ class OrderService:
             await self.gate.compensate(adm)
             raise
         if outcome.ok:
-            return 201, response
+            return 201, request.response  # batch hooks may have added to it (e.g. assigned seats)
         if outcome.code == "duplicate":
             assert key is not None
             return await self._replay(principal, key, fp)
         if outcome.code == "sold_out":
             self.sold_out_answers += 1
             raise FoyerError("sold_out", "sold out", details={"ticket_type_id": str(outcome.ticket_type_id)})
-        raise FoyerError(outcome.code or "conflict", "the ticket type is not on sale",
-                         details={"ticket_type_id": str(outcome.ticket_type_id)})
+        raise FoyerError(outcome.code or "conflict", outcome.message or "the ticket type is not on sale",
+                         details=outcome.details if outcome.details is not None
+                         else {"ticket_type_id": str(outcome.ticket_type_id)})
 
     async def _seen(self, principal: Principal, event_id: uuid.UUID, order: OrderIn, key: str, fp: bytes,
                     adm: Admission, headers: dict[str, str] | None) -> tuple[int, bytes]:
@@ -140,7 +147,7 @@ class OrderService:
         async with self.db.transaction("orders.hold_batch") as conn:
             result = await order_store.place_batch(
                 conn, batch, signer_for=self.keys.signer_cached,
-                idempotency_ttl_seconds=idempotency.DEFAULT_TTL_SECONDS)
+                idempotency_ttl_seconds=idempotency.DEFAULT_TTL_SECONDS, hooks=self.batch_hooks)
         await self.gate.settle([(r, result.outcomes[r.order_id]) for r in batch if r.order_id in result.outcomes],
                                result.type_available, result.quota_available,
                                marker_value=lambda r: _marker("d", r.fingerprint))

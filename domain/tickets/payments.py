@@ -244,8 +244,10 @@ class PaymentService:
             released = await order_store.move_counters(
                 conn, ((ln.ticket_type_id, -ln.quantity, ln.quantity) for ln in order.items))
         elif order.status == "expired":
-            released = await order_store.move_counters(
-                conn, ((ln.ticket_type_id, 0, ln.quantity) for ln in order.items), require_available=True)
+            # Door hooks (e.g. the order's reserved seats) first: if they cannot be taken back, refund.
+            if all([await hook(conn, order) for hook in self.orders.reacquire_hooks]):
+                released = await order_store.move_counters(
+                    conn, ((ln.ticket_type_id, 0, ln.quantity) for ln in order.items), require_available=True)
         if released is None:  # cancelled, or expired and the seats are gone
             await order_store.set_status(conn, order.id, "refunded", refunded_cents=order.total_cents)
             refund = await pay_store.create_refund(conn, order.id, amount_cents=order.total_cents,

@@ -27,13 +27,17 @@ Quantity = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 class OrderItemIn(msgspec.Struct, forbid_unknown_fields=True):
     ticket_type_id: uuid.UUID
     quantity: Quantity
-    seat_ids: list[uuid.UUID] | None = None
+    # reserved seating: the seats picked (as many as `quantity`); omitted: best available.
+    # Checked by the seating pre-hold hook (domain/seating.py) and in the hold batch.
+    seat_ids: Annotated[list[uuid.UUID], msgspec.Meta(max_length=1000)] | None = None
     price_cents: Annotated[int, msgspec.Meta(ge=0, le=10**10)] | None = None  # donation types: amount per seat
 
 
 class OrderIn(msgspec.Struct, forbid_unknown_fields=True):
     items: Annotated[list[OrderItemIn], msgspec.Meta(min_length=1, max_length=20)]
     access_code: Annotated[str, msgspec.Meta(max_length=128)] | None = None
+    # registration form answers by question id, checked by the forms pre-hold hook (domain/forms.py)
+    answers: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -92,8 +96,6 @@ def plan_order(event: SaleEvent, order: OrderIn, *, now: datetime, max_seats: in
         if not _code_ok(t, order.access_code):
             raise FoyerError("access_code_required", "this ticket type needs a valid access code",
                              details={"ticket_type_id": str(t.id)})
-        if item.seat_ids is not None:
-            raise field_error(f"{where}.seat_ids", "this ticket type has no seat map")
         if t.sale_starts_at is not None and now < t.sale_starts_at:
             raise FoyerError("sale_not_open", "the sale of this ticket type has not started",
                              details={"ticket_type_id": str(t.id), "sale_starts_at": t.sale_starts_at.isoformat()})
