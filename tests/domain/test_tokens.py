@@ -147,3 +147,27 @@ def test_refresh_token_is_not_an_access_token(svc):
 def test_secret_must_be_long_enough():
     with pytest.raises(ValueError):
         TokenService(secret="short", issuer=ISS, audience=AUD, access_ttl_seconds=900)
+
+
+def test_the_verification_cache_still_expires_tokens():
+    """Verified tokens are cached per process (ticket-drop hot path); expiry is re-checked on every hit."""
+    svc = TokenService(secret=SECRET, issuer=ISS, audience=AUD, access_ttl_seconds=900)
+    # exp lies 28.5-29.5 s in the past: still inside the 30 s leeway, so it verifies (and is cached) ...
+    token = svc.issue_access(Principal(user_id=uuid.uuid4()), now=time.time() - 900 - 28.5)
+    svc.verify_access(token)
+    svc.verify_access(token)
+    deadline = time.monotonic() + 3
+    while True:  # ... and within about a second the cached entry must stop being accepted
+        try:
+            svc.verify_access(token)
+        except FoyerError as exc:
+            assert exc.code == "token_expired"
+            break
+        assert time.monotonic() < deadline, "a cached token outlived its exp"
+        time.sleep(0.05)
+    # a tampered twin of a cached token is a different string: fully verified, refused
+    good = svc.issue_access(Principal(user_id=uuid.uuid4()))
+    svc.verify_access(good)
+    header, body, sig = good.split(".")
+    middle = len(sig) // 2  # not the last character: its low bits are base64 padding
+    rejected(svc, f"{header}.{body}.{sig[:middle]}{'A' if sig[middle] != 'A' else 'B'}{sig[middle + 1:]}")
