@@ -8,8 +8,10 @@ from domain.notify.account_email import AccountEmails
 from domain.notify.calendar import Calendars
 from domain.notify.dispatch import Notifier
 from domain.notify.email import EmailService
+from domain.notify.feedback import Feedback
 from domain.notify.push import PushWorker
 from domain.notify.reminders import Scheduler
+from domain.notify.share import Sharing
 from domain.notify.triggers import Triggers
 
 
@@ -22,3 +24,5 @@ class NotifyHub:
     calendars: Calendars
     triggers: Triggers
     scheduler: Scheduler
+    sharing: Sharing
+    feedback: Feedback

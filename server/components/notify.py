@@ -4,7 +4,8 @@
   the notifier, the mailer and the flows, and stores them under `handlers.devices.NOTIFY`.
 - `lifespan`: runs the push queue worker and the reminders scheduler on every node (both are
   safe to run on many nodes: claims in PostgreSQL are exclusive).
-- `consumers`: `notify.push` and `notify.email` (domain/notify/triggers.py).
+- `consumers`: `notify.push`, `notify.email` (domain/notify/triggers.py) and `notify.referrals`
+  (domain/notify/share.py).
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from domain.notify.account_email import AccountEmails
 from domain.notify.calendar import Calendars
 from domain.notify.dispatch import Notifier
 from domain.notify.email import EmailService
+from domain.notify.feedback import Feedback
 from domain.notify.hub import NotifyHub
 from domain.notify.orders import OrderMail
 from domain.notify.push import PushWorker
 from domain.notify.reminders import Scheduler
+from domain.notify.share import Sharing
 from domain.notify.triggers import Triggers
 from domain.services import Core
-from handlers import account_email, calendar, devices
+from handlers import account_email, calendar, devices, feedback, share
 from handlers.auth import ACCOUNTS
 from integrations.email.compose import EmailComposer
 from integrations.email.mailer import Mailer
@@ -55,7 +58,8 @@ def setup(app: web.Application, core: Core) -> None:
     calendars = Calendars(core)
     triggers = Triggers(core, notifier, email, accounts, OrderMail(core, email, calendars))
     app[devices.NOTIFY] = NotifyHub(push=worker, notifier=notifier, email=email, accounts=accounts,
-                                    calendars=calendars, triggers=triggers, scheduler=Scheduler(core))
+                                    calendars=calendars, triggers=triggers, scheduler=Scheduler(core),
+                                    sharing=Sharing(core, calendars), feedback=Feedback(core))
 
 
 async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
@@ -78,12 +82,13 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
 
 
 def consumers(app: web.Application, core: Core) -> list[Consumer]:
-    return app[devices.NOTIFY].triggers.consumers()
+    hub = app[devices.NOTIFY]
+    return [*hub.triggers.consumers(), hub.sharing.consumer()]
 
 
 COMPONENT = Component(
     name="notify",
-    routers=(devices.router, account_email.router, calendar.router),
+    routers=(devices.router, account_email.router, calendar.router, share.router, feedback.router),
     setup=setup,
     lifespan=lifespan,
     consumers=consumers,
