@@ -207,7 +207,8 @@ def access_from_row(
         live_access=row["live_access"],
         published_at=row["published_at"],
         roles=frozenset(row["roles"] or ()),
-        is_admin=bool(principal and principal.is_admin),
+        # The database's current role, not the token's claim: a revoked admin loses rights at once.
+        is_admin=bool(principal) and row.get("user_role", principal.role if principal else None) == "admin",
         totp_enabled=bool(row["totp_enabled"]),
         require_2fa=require_2fa,
         schedule_version=row.get("schedule_version", 0),
@@ -220,6 +221,8 @@ async def load_access(
 ) -> EventAccess:
     """Load what the policy needs (one query); `not_found` if the event does not exist."""
     row = await load_event_access(conn, event_id, principal.user_id if principal else None)
+    if row is not None and principal is not None and not row["user_active"]:
+        raise FoyerError("invalid_token", "this account is disabled or no longer exists")
     if row is None:
         raise not_found(subject)
     return access_from_row(row, event_id=event_id, principal=principal, require_2fa=require_2fa)

@@ -180,6 +180,7 @@ async def test_publish_needs_2fa_for_admin_and_co_organizer_too(api, server):
     status, body = await api.post(f"/api/events/{event['id']}/publish", user=co)
     assert status == 403 and body["error"]["code"] == "two_factor_required"
     admin = await api.register()
+    await server.app[CORE].db.execute("UPDATE users SET role = 'admin' WHERE id = $1", uuid.UUID(admin.id))
     admin.access_token = server.app[CORE].tokens.issue_access(Principal(uuid.UUID(admin.id), role="admin"))
     status, body = await api.post(f"/api/events/{event['id']}/publish", user=admin)
     assert status == 403 and body["error"]["code"] == "two_factor_required"
