@@ -64,7 +64,15 @@ class NotifySettings:
     smtp_password: Secret = setting(Secret(""), help="SMTP login password.", secret=True)
     smtp_timeout_seconds: float = setting(30.0, help="Timeout of SMTP connect and each SMTP command.")
     email_max_attempts: int = setting(
-        8, help="Deliveries of one email tried before it is given up (only transient SMTP errors retry)."
+        10, help="Sends of one email tried before it is given up (only transient SMTP errors retry)."
+    )
+    email_retry_base_seconds: float = setting(
+        30.0, help="First retry delay of an email after a transient SMTP error; doubles, jittered, capped below."
+    )
+    email_retry_max_seconds: float = setting(3600.0, help="Cap of the email retry delay.")
+    email_batch_size: int = setting(50, help="Emails a node claims and sends over one SMTP connection per round.")
+    email_poll_seconds: float = setting(
+        2.0, help="How often the email worker looks for due emails when it was not woken up."
     )
 
     # --- reminders and prompts -------------------------------------------------------------------
@@ -117,7 +125,9 @@ class NotifySettings:
             raise SettingsError("FOYER_PUSH_MAX_ATTEMPTS/FOYER_EMAIL_MAX_ATTEMPTS: must be at least 1")
         if not 1 <= self.reminder_lead_minutes <= 1440:
             raise SettingsError("FOYER_REMINDER_LEAD_MINUTES: must be between 1 and 1440")
-        if self.scheduler_interval_seconds <= 0 or self.push_poll_seconds <= 0:
+        if self.email_batch_size < 1:
+            raise SettingsError("FOYER_EMAIL_BATCH_SIZE: must be at least 1")
+        if self.scheduler_interval_seconds <= 0 or self.push_poll_seconds <= 0 or self.email_poll_seconds <= 0:
             raise SettingsError("FOYER_SCHEDULER_INTERVAL_SECONDS/FOYER_PUSH_POLL_SECONDS: must be positive")
         if self.fcm_credentials:
             self.fcm_credentials_info()

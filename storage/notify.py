@@ -1,12 +1,9 @@
-"""Notify storage: preferences, the push queue, email delivery claims, recipients, reminder claims.
+"""Notify storage: preferences, the email queue, recipients, reminder claims, calendar, orders.
 
 Guarantees:
-- Push queue: `enqueue_push` inserts one row per (notification, device) and ignores duplicates,
-  so an outbox event delivered twice never pushes twice. `claim_push` hands each due row to one
-  worker at a time (FOR UPDATE SKIP LOCKED + a lease); a worker that dies loses its lease and the
-  row becomes due again (at-least-once towards FCM, bounded by the lease).
-- Email: `claim_email` returns False when a (event, recipient) email was already sent or is
-  being sent under a live lease, so one outbox event yields one email per recipient.
+- Email queue: one row per (fact, recipient) under a unique dedupe key, so a redelivered outbox
+  event never emails twice; `claim_emails` hands due rows to one worker at a time (SKIP LOCKED +
+  lease), like the push queue in storage/devices.py.
 - Reminders/prompts: `claim_due_reminders` / `claim_feedback_prompts` insert their claim rows
   with ON CONFLICT DO NOTHING inside the caller's transaction: however many nodes scan at once,
   each (session, start time, user) reminder is claimed exactly once.
@@ -65,139 +62,55 @@ async def put_preferences(conn: asyncpg.Connection | asyncpg.Pool, p: Preference
     )
 
 
-# --- push queue ------------------------------------------------------------------------------
+# --- email queue -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class PushRow:
-    user_id: uuid.UUID
-    device_id: uuid.UUID
-    not_before: datetime | None
-    expires_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimedPush:
-    id: int
-    user_id: uuid.UUID
-    device_id: uuid.UUID
-    token: str
-    platform: str
+class EmailRow:
+    dedupe_key: str
     kind: str
-    payload: dict[str, Any]
+    user_id: uuid.UUID | None
+    spec: dict[str, Any]  # what to build at send time: {"builder": name, ...}
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedEmail:
+    dedupe_key: str
+    kind: str
+    user_id: uuid.UUID | None
+    spec: dict[str, Any]
     attempts: int  # including this one
 
 
-async def enqueue_push(conn: asyncpg.Connection, *, dedupe_key: str, kind: str, payload: dict[str, Any],
-                       rows: Sequence[PushRow]) -> int:
-    """Insert queue rows (duplicates ignored); returns how many were new."""
+async def enqueue_email(conn: asyncpg.Connection | asyncpg.Pool, rows: Sequence[EmailRow]) -> int:
+    """Queue emails; a dedupe key seen before (sent, failed or queued) is ignored. Returns how many are new."""
     if not rows:
         return 0
     status = await conn.execute(
-        """INSERT INTO push_messages (dedupe_key, user_id, device_id, kind, payload, not_before, expires_at)
-           SELECT $1, u, d, $2, $3, coalesce(nb, now()), ex
-             FROM unnest($4::uuid[], $5::uuid[], $6::timestamptz[], $7::timestamptz[]) AS t(u, d, nb, ex)
-           ON CONFLICT (dedupe_key, device_id) DO NOTHING""",
-        dedupe_key, kind, payload,
-        [r.user_id for r in rows], [r.device_id for r in rows], [r.not_before for r in rows],
-        [r.expires_at for r in rows],
+        """INSERT INTO email_deliveries (dedupe_key, kind, user_id, spec)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::jsonb[])
+           ON CONFLICT (dedupe_key) DO NOTHING""",
+        [r.dedupe_key for r in rows], [r.kind for r in rows], [r.user_id for r in rows], [r.spec for r in rows],
     )
     return int(status.split()[-1])
 
 
-async def claim_push(conn: asyncpg.Connection | asyncpg.Pool, *, limit: int, lease_seconds: float) -> list[ClaimedPush]:
-    """Claim up to `limit` due messages for this worker (one statement, so it commits at once)."""
+async def claim_emails(conn: asyncpg.Connection | asyncpg.Pool, *, limit: int, lease_seconds: float) -> list[ClaimedEmail]:
     rows = await conn.fetch(
         """WITH due AS (
-               SELECT id FROM push_messages
+               SELECT dedupe_key FROM email_deliveries
                 WHERE state = 'pending' AND not_before <= now()
                   AND (claimed_until IS NULL OR claimed_until < now())
                 ORDER BY not_before LIMIT $1
                 FOR UPDATE SKIP LOCKED)
-           UPDATE push_messages p
-              SET claimed_until = now() + make_interval(secs => $2), attempts = p.attempts + 1
-             FROM due, devices d
-            WHERE p.id = due.id AND d.id = p.device_id
-        RETURNING p.id, p.user_id, p.device_id, d.token, d.platform, p.kind, p.payload, p.attempts, p.expires_at""",
+           UPDATE email_deliveries e
+              SET claimed_until = now() + make_interval(secs => $2), attempts = e.attempts + 1
+             FROM due WHERE e.dedupe_key = due.dedupe_key
+        RETURNING e.dedupe_key, e.kind, e.user_id, e.spec, e.attempts""",
         limit, lease_seconds,
     )
-    claimed: list[ClaimedPush] = []
-    expired: list[int] = []
-    for r in rows:
-        if r["expires_at"] is not None and r["expires_at"] <= datetime.now(r["expires_at"].tzinfo):
-            expired.append(r["id"])
-            continue
-        claimed.append(ClaimedPush(id=r["id"], user_id=r["user_id"], device_id=r["device_id"], token=r["token"],
-                                   platform=r["platform"], kind=r["kind"], payload=r["payload"],
-                                   attempts=r["attempts"]))
-    if expired:
-        await finish_push(conn, expired, state="expired", error="expired before it could be sent")
-    return claimed
-
-
-async def finish_push(conn: asyncpg.Connection | asyncpg.Pool, ids: Sequence[int], *, state: str,
-                      error: str | None = None) -> None:
-    if ids:
-        await conn.execute(
-            """UPDATE push_messages SET state = $2, last_error = $3, finished_at = now(), claimed_until = NULL
-                WHERE id = ANY($1::bigint[])""",
-            list(ids), state, error,
-        )
-
-
-async def retry_push(conn: asyncpg.Connection | asyncpg.Pool, items: Sequence[tuple[int, float, str]]) -> None:
-    """Release claims with a delay: items are (id, delay seconds, error)."""
-    if items:
-        await conn.execute(
-            """UPDATE push_messages p
-                  SET not_before = now() + make_interval(secs => t.delay), claimed_until = NULL,
-                      last_error = t.err
-                 FROM unnest($1::bigint[], $2::float8[], $3::text[]) AS t(id, delay, err)
-                WHERE p.id = t.id""",
-            [i[0] for i in items], [i[1] for i in items], [i[2] for i in items],
-        )
-
-
-async def next_push_due(conn: asyncpg.Connection | asyncpg.Pool) -> datetime | None:
-    return await conn.fetchval(
-        "SELECT min(greatest(not_before, coalesce(claimed_until, not_before))) FROM push_messages WHERE state = 'pending'"
-    )
-
-
-async def push_messages_for(conn: asyncpg.Connection | asyncpg.Pool, dedupe_prefix: str) -> list[asyncpg.Record]:
-    """Queue rows whose dedupe key starts with `dedupe_prefix` (diagnostics and tests)."""
-    return await conn.fetch(
-        "SELECT * FROM push_messages WHERE dedupe_key LIKE $1 || '%' ORDER BY id", dedupe_prefix
-    )
-
-
-async def purge_finished_push(conn: asyncpg.Connection | asyncpg.Pool, *, older_than_days: int) -> int:
-    status = await conn.execute(
-        "DELETE FROM push_messages WHERE state <> 'pending' AND finished_at < now() - make_interval(days => $1)",
-        older_than_days,
-    )
-    return int(status.split()[-1])
-
-
-# --- email deliveries ------------------------------------------------------------------------
-
-
-async def claim_email(conn: asyncpg.Connection | asyncpg.Pool, *, dedupe_key: str, kind: str,
-                      user_id: uuid.UUID | None, lease_seconds: float, max_attempts: int) -> bool:
-    """Claim the right to send one email; False if it was sent, is being sent, or gave up."""
-    row = await conn.fetchrow(
-        """INSERT INTO email_deliveries (dedupe_key, kind, user_id, claimed_until)
-           VALUES ($1, $2, $3, now() + make_interval(secs => $4))
-           ON CONFLICT (dedupe_key) DO UPDATE
-              SET state = 'sending', attempts = email_deliveries.attempts + 1,
-                  claimed_until = EXCLUDED.claimed_until
-            WHERE (email_deliveries.state = 'retry'
-                   OR (email_deliveries.state = 'sending' AND email_deliveries.claimed_until < now()))
-              AND email_deliveries.attempts < $5
-        RETURNING attempts""",
-        dedupe_key, kind, user_id, lease_seconds, max_attempts,
-    )
-    return row is not None
+    return [ClaimedEmail(dedupe_key=r["dedupe_key"], kind=r["kind"], user_id=r["user_id"], spec=r["spec"],
+                         attempts=r["attempts"]) for r in rows]
 
 
 async def finish_email(conn: asyncpg.Connection | asyncpg.Pool, dedupe_key: str, *, state: str,
@@ -210,8 +123,28 @@ async def finish_email(conn: asyncpg.Connection | asyncpg.Pool, dedupe_key: str,
     )
 
 
-async def email_attempts(conn: asyncpg.Connection | asyncpg.Pool, dedupe_key: str) -> int:
-    return await conn.fetchval("SELECT attempts FROM email_deliveries WHERE dedupe_key = $1", dedupe_key) or 0
+async def retry_email(conn: asyncpg.Connection | asyncpg.Pool, dedupe_key: str, *, delay: float, error: str) -> None:
+    await conn.execute(
+        """UPDATE email_deliveries
+              SET not_before = now() + make_interval(secs => $2), claimed_until = NULL, last_error = $3
+            WHERE dedupe_key = $1""",
+        dedupe_key, delay, error,
+    )
+
+
+async def next_email_due(conn: asyncpg.Connection | asyncpg.Pool) -> datetime | None:
+    return await conn.fetchval(
+        "SELECT min(greatest(not_before, coalesce(claimed_until, not_before))) FROM email_deliveries "
+        "WHERE state = 'pending'"
+    )
+
+
+async def purge_finished_email(conn: asyncpg.Connection | asyncpg.Pool, *, older_than_days: int) -> int:
+    status = await conn.execute(
+        "DELETE FROM email_deliveries WHERE state <> 'pending' AND created_at < now() - make_interval(days => $1)",
+        older_than_days,
+    )
+    return int(status.split()[-1])
 
 
 # --- recipients ------------------------------------------------------------------------------

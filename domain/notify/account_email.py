@@ -2,8 +2,9 @@
 
 Flow: the HTTP request writes an outbox fact carrying only the user id
 (`account.password_reset_requested` / `account.email_verification_requested`); the email
-consumer creates the one-time token, stores its hash (bound to the request = outbox event id)
-and mails the link. So no raw token is ever in an outbox row, in Kafka or in a log.
+consumer queues the email; when the email worker sends it, it creates the one-time token, stores
+its hash (bound to the request = outbox event id) and mails the link. So no raw token is ever in
+an outbox row, a queue row, Kafka or a log.
 
 Guarantees:
 - `request_password_reset` answers the same way whether or not the address has an account (no
@@ -19,19 +20,19 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Any
 
 from domain.crypto import sha256
 from domain.errors import FoyerError, field_error, rate_limited
-from domain.notify.email import EmailJob, EmailService
+from domain.notify.email import EmailService
 from domain.passwords import Passwords
 from domain.services import Core
 from storage import account_tokens as tokens_store
 from storage import notify as store
 from storage import outbox, users
+from storage.notify import ClaimedEmail, EmailRow
 from storage.outbox import OutboxEvent
 
 RESET_REQUESTED = "account.password_reset_requested"
@@ -53,6 +54,7 @@ class AccountEmails:
         self.email = email
         self.passwords = passwords
         self.settings = core.settings.notify
+        email.register("account", self.build)
 
     # --- requests (HTTP) --------------------------------------------------------------------
 
@@ -131,40 +133,41 @@ class AccountEmails:
     # --- the email consumer side ----------------------------------------------------------
 
     async def handle(self, event: OutboxEvent) -> None:
-        """Send the reset or verification email of one outbox event (idempotent per event)."""
+        """Queue the reset or verification email of one outbox event (once per event)."""
         purpose = "password_reset" if event.type == RESET_REQUESTED else "email_verification"
         try:
             user_id = uuid.UUID(str(event.data.get("user_id")))
         except ValueError:
             return
-        user = await users.get_by_id(self.core.db.pool, user_id)
+        await self.email.enqueue([EmailRow(
+            dedupe_key=f"{event.id}:{purpose}", kind=purpose, user_id=user_id,
+            spec={"builder": "account", "purpose": purpose, "user_id": str(user_id), "request_id": str(event.id)})])
+
+    async def build(self, item: ClaimedEmail) -> EmailMessage | None:
+        """At send time: a fresh one-time token (replacing this request's unused one) and the email."""
+        purpose = item.spec["purpose"]
+        user = await users.get_by_id(self.core.db.pool, uuid.UUID(item.spec["user_id"]))
         if user is None or user.disabled_at is not None:
-            return
+            return None
         if purpose == "email_verification":
-            done = await tokens_store.verification(self.core.db.pool, user_id)
+            done = await tokens_store.verification(self.core.db.pool, user.id)
             if done is not None and done["email"].lower() == user.email.lower():
-                return
-
-        async def build() -> EmailMessage | None:
-            raw = secrets.token_urlsafe(32)
-            ttl = (self.settings.password_reset_ttl_seconds if purpose == "password_reset"
-                   else self.settings.email_verification_ttl_seconds)
-            if not await tokens_store.store_token(self.core.db.pool, token_hash=sha256(raw), user_id=user.id,
-                                                  purpose=purpose, email=user.email, request_id=event.id,
-                                                  ttl_seconds=ttl):
-                return None  # this request's link was already used
-            base = (self.settings.app_url or self.core.settings.base_url).rstrip("/")
-            path = "reset-password" if purpose == "password_reset" else "verify-email"
-            context = {"name": user.name, "email": user.email, "site_name": site_name(self.settings.email_from),
-                       "link": f"{base}/{path}#token={raw}", "valid_minutes": ttl // 60,
-                       "valid_hours": ttl // 3600, "requested_at": datetime.now(UTC)}
-            template = "password_reset" if purpose == "password_reset" else "verify_email"
-            return self.email.composer.build(name=template, context=context, to_addr=user.email, to_name=user.name,
-                                             dedupe_key=f"{event.id}:{purpose}:{sha256(raw).hex()[:8]}",
-                                             kind=purpose)  # a fresh token: a fresh Message-ID
-
-        await self.email.deliver([EmailJob(dedupe_key=f"{event.id}:{purpose}", kind=purpose, user_id=user.id,
-                                           build=build)])
+                return None
+        raw = secrets.token_urlsafe(32)
+        ttl = (self.settings.password_reset_ttl_seconds if purpose == "password_reset"
+               else self.settings.email_verification_ttl_seconds)
+        if not await tokens_store.store_token(self.core.db.pool, token_hash=sha256(raw), user_id=user.id,
+                                              purpose=purpose, email=user.email,
+                                              request_id=uuid.UUID(item.spec["request_id"]), ttl_seconds=ttl):
+            return None  # this request's link was already used
+        base = (self.settings.app_url or self.core.settings.base_url).rstrip("/")
+        path = "reset-password" if purpose == "password_reset" else "verify-email"
+        context = {"name": user.name, "email": user.email, "site_name": site_name(self.settings.email_from),
+                   "link": f"{base}/{path}#token={raw}", "valid_minutes": ttl // 60, "valid_hours": ttl // 3600}
+        template = "password_reset" if purpose == "password_reset" else "verify_email"
+        # A fresh token gets a fresh Message-ID, so a client never collapses it into an older copy.
+        return self.email.composer.build(name=template, context=context, to_addr=user.email, to_name=user.name,
+                                         dedupe_key=f"{item.dedupe_key}:{sha256(raw).hex()[:8]}", kind=purpose)
 
 
 def site_name(email_from: str) -> str:

@@ -98,7 +98,7 @@ class Notifier:
         report.muted = [u for u in users if u not in set(wanted)]
         online = await self._online(wanted)
         push_users = [u for u in wanted if u not in online or prefs[u].in_app_and_push]
-        rows: list[store.PushRow] = []
+        rows: list[devices_store.PushRow] = []
         if push_users and self.worker.enabled:
             for device in await devices_store.list_for_users(pool, push_users):
                 quiet_end = prefs[device.user_id].quiet_until(now)
@@ -106,10 +106,10 @@ class Notifier:
                     if n.expires_at is not None and quiet_end >= n.expires_at:
                         continue  # it would be stale by the time quiet hours end
                     report.deferred += 1
-                rows.append(store.PushRow(user_id=device.user_id, device_id=device.id, not_before=quiet_end,
+                rows.append(devices_store.PushRow(user_id=device.user_id, device_id=device.id, not_before=quiet_end,
                                           expires_at=n.expires_at))
             async with self.core.db.transaction("notify_enqueue_push") as conn:
-                report.push_enqueued = await store.enqueue_push(
+                report.push_enqueued = await devices_store.enqueue_push(
                     conn, dedupe_key=n.key, kind=n.kind, payload=n.push_payload(), rows=rows)
             if report.push_enqueued:
                 self.worker.wake()

@@ -1,117 +1,169 @@
-"""Email delivery for outbox consumers: once per (outbox event, recipient), retried while transient.
+"""The email queue: consumers enqueue, a worker on every node builds, sends and retries.
 
 Guarantees:
-- Before building or sending, each email is claimed in `email_deliveries` under its dedupe key
-  (`<outbox event id>:<recipient>`): an email already sent, or being sent under a live lease,
-  is skipped, so a redelivered outbox event does not send it again. (A node that dies between
-  the SMTP server accepting the message and recording it will resend it after the lease: that
-  window is the only duplicate, and the resend carries the same Message-ID.)
-- `build` runs only after the claim, so side effects of building (creating a one-time token)
-  happen once per attempt that actually sends.
-- Transient SMTP failures leave the email in `retry` and make `deliver` raise `RetryLater`, which
-  the relay answers by redelivering the event later with backoff; already-sent recipients are
-  skipped then. After `email_max_attempts` the email is `failed` and no longer blocks the event.
-  Permanent failures (5xx, e.g. unknown mailbox) are `failed` at once.
+- One email per dedupe key (`<outbox event id>:<subject>:<recipient>`, or per order for order
+  confirmations): `enqueue` ignores keys seen before, so a redelivered outbox event never emails
+  twice. Enqueueing is one INSERT, so consumers finish fast whatever the audience size or the
+  SMTP server's state (the relay gives a consumer limited time and attempts).
+- Each row is claimed by one worker at a time (SKIP LOCKED + a lease). The message is built at
+  send time by the builder named in its spec (`template`, `account`, `order`), so side effects of
+  building (a one-time token) happen only for an email actually being sent, and data (tickets) is
+  current. A worker that dies after the SMTP server accepted a message but before recording it
+  resends it after the lease (the only duplicate window; the resend carries the same Message-ID,
+  except for token emails whose token is new).
+- Transient failures (4xx, timeouts, connection errors) retry after `base × 2^(attempt-1)`
+  jittered, capped at `email_retry_max_seconds`, up to `email_max_attempts`; permanent ones (5xx,
+  a build that fails) are `failed` at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
+from typing import Any
 
+from domain.notify.push import retry_delay
 from domain.services import Core
 from integrations.email.compose import EmailComposer
 from integrations.email.mailer import Mailer
 from storage import notify as store
+from storage.notify import EmailRow
 
 log = logging.getLogger("foyer.email")
 
 LEASE_SECONDS = 300.0
-BATCH = 50
+RETENTION_DAYS = 14
 
-
-class RetryLater(Exception):
-    """Some emails of this event hit a transient failure: deliver the event again later."""
-
-
-@dataclass(frozen=True, slots=True)
-class EmailJob:
-    dedupe_key: str
-    kind: str
-    user_id: uuid.UUID | None
-    build: Callable[[], Awaitable[EmailMessage | None]]  # None: nothing to send after all
-
-
-@dataclass(slots=True)
-class EmailReport:
-    sent: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    retry: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
+Builder = Callable[[store.ClaimedEmail], Awaitable[EmailMessage | None]]
 
 
 class EmailService:
     def __init__(self, core: Core, mailer: Mailer, composer: EmailComposer) -> None:
         self.core = core
+        self.settings = core.settings.notify
         self.mailer = mailer
         self.composer = composer
+        self.builders: dict[str, Builder] = {"template": self._build_template}
+        self._wake = asyncio.Event()
         self._warned = False
+        self.sent = 0
+        self.failed = 0
 
     @property
     def enabled(self) -> bool:
         return self.mailer.enabled
 
-    async def deliver(self, jobs: Sequence[EmailJob]) -> EmailReport:
-        report = EmailReport()
-        if not jobs:
-            return report
+    def register(self, name: str, builder: Builder) -> None:
+        self.builders[name] = builder
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # --- producing ------------------------------------------------------------------------
+
+    @staticmethod
+    def templated(*, dedupe_key: str, kind: str, user_id: Any, template: str, context: dict[str, Any],
+                  to_addr: str, to_name: str) -> EmailRow:
+        """A queue row for a plain templated email (context must be JSON: strings, numbers, lists, dicts)."""
+        return EmailRow(dedupe_key=dedupe_key, kind=kind, user_id=user_id, spec={
+            "builder": "template", "template": template, "context": context, "to_addr": to_addr,
+            "to_name": to_name})
+
+    async def enqueue(self, rows: Sequence[EmailRow]) -> int:
+        if not rows:
+            return 0
         if not self.mailer.enabled:
             if not self._warned:
-                log.warning("email is off (FOYER_SMTP_HOST unset): %d email(s) not sent", len(jobs))
+                log.warning("email is off (FOYER_SMTP_HOST unset): %d email(s) not queued", len(rows))
                 self._warned = True
-            report.skipped.extend(j.dedupe_key for j in jobs)
-            return report
-        for start in range(0, len(jobs), BATCH):
-            await self._deliver_batch(jobs[start:start + BATCH], report)
-        if report.retry:
-            raise RetryLater(f"{len(report.retry)} email(s) hit a transient SMTP failure")
-        return report
+            return 0
+        added = await store.enqueue_email(self.core.db.pool, rows)
+        if added:
+            self.wake()
+        return added
 
-    async def _deliver_batch(self, jobs: Sequence[EmailJob], report: EmailReport) -> None:
-        pool = self.core.db.pool
-        max_attempts = self.core.settings.notify.email_max_attempts
-        ready: list[tuple[EmailJob, EmailMessage]] = []
-        for job in jobs:
-            if not await store.claim_email(pool, dedupe_key=job.dedupe_key, kind=job.kind, user_id=job.user_id,
-                                           lease_seconds=LEASE_SECONDS, max_attempts=max_attempts):
-                report.skipped.append(job.dedupe_key)
-                continue
+    # --- the worker ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Background loop (one per node). Re-raises CancelledError; logs and backs off on errors."""
+        failures = 0
+        last_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
             try:
-                message = await job.build()
+                handled = await self.process_once()
+                failures = 0
+                if loop.time() - last_purge > 3600:
+                    last_purge = loop.time()
+                    await store.purge_finished_email(self.core.db.pool, older_than_days=RETENTION_DAYS)
+                if handled:
+                    continue
+                timeout = await self._idle_timeout()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                log.exception("email worker round failed")
+                timeout = retry_delay(failures, base=1.0, cap=60.0)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    async def _idle_timeout(self) -> float:
+        poll = self.settings.email_poll_seconds
+        due = await store.next_email_due(self.core.db.pool)
+        if due is None:
+            return poll
+        return min(poll, max(0.05, (due - datetime.now(UTC)).total_seconds()))
+
+    async def process_once(self) -> int:
+        """Claim a batch of due emails, build and send them over one SMTP connection; returns the count."""
+        if not self.mailer.enabled:
+            return 0
+        pool = self.core.db.pool
+        claimed = await store.claim_emails(pool, limit=self.settings.email_batch_size, lease_seconds=LEASE_SECONDS)
+        if not claimed:
+            return 0
+        ready: list[tuple[store.ClaimedEmail, EmailMessage]] = []
+        for item in claimed:
+            builder = self.builders.get(item.spec.get("builder", ""))
+            try:
+                message = await builder(item) if builder is not None else None
             except Exception as exc:
-                log.exception("building email %s failed", job.kind)
-                await store.finish_email(pool, job.dedupe_key, state="failed", error=f"build: {type(exc).__name__}")
-                report.failed.append(job.dedupe_key)
+                log.exception("building email %s failed", item.kind)
+                await store.finish_email(pool, item.dedupe_key, state="failed", error=f"build: {type(exc).__name__}")
+                self.failed += 1
                 continue
             if message is None:
-                await store.finish_email(pool, job.dedupe_key, state="failed", error="nothing to send")
-                report.skipped.append(job.dedupe_key)
+                await store.finish_email(pool, item.dedupe_key, state="failed", error="nothing to send")
                 continue
-            ready.append((job, message))
-        if not ready:
-            return
-        results = await self.mailer.send_batch([m for _, m in ready])
-        for (job, _), error in zip(ready, results, strict=True):
-            if error is None:
-                await store.finish_email(pool, job.dedupe_key, state="sent")
-                report.sent.append(job.dedupe_key)
-            elif error.transient and await store.email_attempts(pool, job.dedupe_key) < max_attempts:
-                await store.finish_email(pool, job.dedupe_key, state="retry", error=str(error)[:300])
-                report.retry.append(job.dedupe_key)
-            else:
-                await store.finish_email(pool, job.dedupe_key, state="failed", error=str(error)[:300])
-                report.failed.append(job.dedupe_key)
-                log.warning("email %s to user %s failed for good: %s", job.kind, job.user_id, error)
+            ready.append((item, message))
+        if ready:
+            results = await self.mailer.send_batch([m for _, m in ready])
+            for (item, _), error in zip(ready, results, strict=True):
+                await self._record(item, error)
+        return len(claimed)
+
+    async def _record(self, item: store.ClaimedEmail, error: Any) -> None:
+        pool = self.core.db.pool
+        if error is None:
+            await store.finish_email(pool, item.dedupe_key, state="sent")
+            self.sent += 1
+        elif error.transient and item.attempts < self.settings.email_max_attempts:
+            delay = retry_delay(item.attempts, base=self.settings.email_retry_base_seconds,
+                                cap=self.settings.email_retry_max_seconds)
+            await store.retry_email(pool, item.dedupe_key, delay=delay, error=str(error)[:300])
+        else:
+            await store.finish_email(pool, item.dedupe_key, state="failed", error=str(error)[:300])
+            self.failed += 1
+            log.warning("email %s to user %s failed for good: %s", item.kind, item.user_id, error)
+
+    async def _build_template(self, item: store.ClaimedEmail) -> EmailMessage:
+        s = item.spec
+        return self.composer.build(name=s["template"], context=s["context"], to_addr=s["to_addr"],
+                                   to_name=s.get("to_name", ""), dedupe_key=item.dedupe_key, kind=item.kind)

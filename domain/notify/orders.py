@@ -17,11 +17,12 @@ import segno
 
 from domain.notify.calendar import Calendars
 from domain.notify.content import uuid_of, venue_text, when
-from domain.notify.email import EmailJob, EmailService
+from domain.notify.email import EmailService
 from domain.services import Core
 from integrations.calendar import build_calendar
 from integrations.email.compose import Attachment, InlineImage
 from storage import notify as store
+from storage.notify import ClaimedEmail, EmailRow
 from storage.outbox import OutboxEvent
 
 
@@ -36,18 +37,18 @@ class OrderMail:
         self.core = core
         self.email = email
         self.calendars = calendars
+        email.register("order", self.build_queued)
 
     async def handle(self, event: OutboxEvent) -> None:
         order_id = uuid_of(event.data, "order_id")
         if order_id is None:
             return
-        key = f"order:{order_id}:confirmation"
+        await self.email.enqueue([EmailRow(dedupe_key=f"order:{order_id}:confirmation", kind="order_confirmation",
+                                           user_id=uuid_of(event.data, "user_id"),
+                                           spec={"builder": "order", "order_id": str(order_id)})])
 
-        async def build() -> EmailMessage | None:
-            return await self.build(order_id, dedupe_key=key)
-
-        user_id = uuid_of(event.data, "user_id")
-        await self.email.deliver([EmailJob(dedupe_key=key, kind="order_confirmation", user_id=user_id, build=build)])
+    async def build_queued(self, item: ClaimedEmail) -> EmailMessage | None:
+        return await self.build(uuid.UUID(item.spec["order_id"]), dedupe_key=item.dedupe_key)
 
     async def build(self, order_id: uuid.UUID, *, dedupe_key: str) -> EmailMessage | None:
         pool = self.core.db.pool

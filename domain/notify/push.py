@@ -25,7 +25,6 @@ from config.notify import NotifySettings
 from domain.services import Core
 from integrations.push.fcm import FcmAdapter, Outcome, PushMessage, SendResult
 from storage import devices as devices_store
-from storage import notify as store
 
 log = logging.getLogger("foyer.push")
 
@@ -72,7 +71,7 @@ class PushWorker:
                 failures = 0
                 if loop.time() - last_purge > 3600:
                     last_purge = loop.time()
-                    await store.purge_finished_push(self.core.db.pool, older_than_days=RETENTION_DAYS)
+                    await devices_store.purge_finished_push(self.core.db.pool, older_than_days=RETENTION_DAYS)
                 if handled:
                     continue  # more may be due right away
                 timeout = await self._idle_timeout()
@@ -90,7 +89,7 @@ class PushWorker:
 
     async def _idle_timeout(self) -> float:
         poll = self.settings.push_poll_seconds
-        due = await store.next_push_due(self.core.db.pool)
+        due = await devices_store.next_push_due(self.core.db.pool)
         if due is None:
             return poll
         return min(poll, max(0.05, (due - datetime.now(UTC)).total_seconds()))
@@ -99,7 +98,7 @@ class PushWorker:
         """Claim one batch of due messages, send it, record outcomes; returns how many were claimed."""
         if self.adapter is None:
             return 0
-        claimed = await store.claim_push(self.core.db.pool, limit=self.settings.push_batch_size,
+        claimed = await devices_store.claim_push(self.core.db.pool, limit=self.settings.push_batch_size,
                                          lease_seconds=LEASE_SECONDS)
         if not claimed:
             return 0
@@ -115,7 +114,7 @@ class PushWorker:
         await self._record(claimed, results)
         return len(claimed)
 
-    async def _record(self, claimed: Sequence[store.ClaimedPush], results: Sequence[SendResult]) -> None:
+    async def _record(self, claimed: Sequence[devices_store.ClaimedPush], results: Sequence[SendResult]) -> None:
         s = self.settings
         sent: list[int] = []
         failed: list[tuple[int, str]] = []
@@ -133,10 +132,10 @@ class PushWorker:
             else:
                 failed.append((c.id, f"{r.error_code}: {r.detail or ''}"[:300]))
         pool = self.core.db.pool
-        await store.finish_push(pool, sent, state="sent")
+        await devices_store.finish_push(pool, sent, state="sent")
         for ident, error in failed:
-            await store.finish_push(pool, [ident], state="failed", error=error)
-        await store.retry_push(pool, retries)
+            await devices_store.finish_push(pool, [ident], state="failed", error=error)
+        await devices_store.retry_push(pool, retries)
         if dead_devices:
             removed = await devices_store.delete_by_ids(pool, list(dead_devices))
             log.info("removed %d device(s) whose FCM token is no longer valid", removed)

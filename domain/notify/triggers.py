@@ -2,7 +2,8 @@
 
 Consumers (names are stable: the relay keys its bookkeeping on them):
 - `notify.push`  — in-app + push, through `Notifier` (preferences, presence, quiet hours, queue);
-- `notify.email` — emails, through `EmailService` (once per event and recipient).
+- `notify.email` — emails, queued through `EmailService` (once per event and recipient) and sent
+  by the email worker.
 
 Facts consumed (producer → what happens):
 - `schedule.changed` (events): per `session` change with a relevant field (`starts_at`, `ends_at`,
@@ -34,10 +35,11 @@ from domain.consumers import Consumer
 from domain.notify import account_email
 from domain.notify.content import clock, describe_fields, snippet, uuid_of, venue_text, when
 from domain.notify.dispatch import Notification, Notifier
-from domain.notify.email import EmailJob, EmailService
+from domain.notify.email import EmailService
 from domain.notify.orders import OrderMail
 from domain.services import Core
 from storage import notify as store
+from storage.notify import EmailRow
 from storage.outbox import OutboxEvent
 
 log = logging.getLogger("foyer.notify.triggers")
@@ -240,26 +242,19 @@ class Triggers:
             await self._email_announcement(event)
 
     async def _email_jobs(self, *, event: OutboxEvent, subject: str, kind: str, template: str,
-                          recipients: list[store.Recipient], context: dict[str, Any]) -> list[EmailJob]:
+                          recipients: list[store.Recipient], context: dict[str, Any]) -> list[EmailRow]:
+        """Queue rows for the recipients whose email preferences want this kind."""
         prefs = await store.get_preferences_many(self.core.db.pool, [r.user_id for r in recipients])
-        jobs = []
-        for r in recipients:
-            if not prefs[r.user_id].wants_email(kind):
-                continue
-            key = f"{event.id}:{subject}:{r.user_id}"
-
-            async def build(r: store.Recipient = r, key: str = key) -> Any:
-                return self.email.composer.build(name=template, context={**context, "name": r.name},
-                                                 to_addr=r.email, to_name=r.name, dedupe_key=key, kind=kind)
-
-            jobs.append(EmailJob(dedupe_key=key, kind=kind, user_id=r.user_id, build=build))
-        return jobs
+        return [self.email.templated(dedupe_key=f"{event.id}:{subject}:{r.user_id}", kind=kind, user_id=r.user_id,
+                                     template=template, context={**context, "name": r.name}, to_addr=r.email,
+                                     to_name=r.name)
+                for r in recipients if prefs[r.user_id].wants_email(kind)]
 
     def _common(self) -> dict[str, Any]:
         return {"site_name": account_email.site_name(self.core.settings.notify.email_from)}
 
     async def _email_schedule(self, event: OutboxEvent) -> None:
-        jobs: list[EmailJob] = []
+        jobs: list[EmailRow] = []
         for subject, n, users in await self._schedule_notifications(event):
             session_id = uuid_of(n.data, "session_id")
             if session_id is None:
@@ -274,7 +269,7 @@ class Triggers:
                        "session_url": f"{self._base_url()}/e/{s['event_slug']}"}
             jobs += await self._email_jobs(event=event, subject=subject, kind="schedule_change",
                                            template="schedule_changed", recipients=users, context=context)
-        await self.email.deliver(jobs)
+        await self.email.enqueue(jobs)
 
     async def _email_event_cancelled(self, event: OutboxEvent) -> None:
         event_id = event.event_id or uuid_of(event.data, "event_id")
@@ -286,7 +281,7 @@ class Triggers:
                    "text": reason or f"{e['title']} will not take place.",
                    "event_url": f"{self._base_url()}/e/{e['slug']}"}
         recipients = await store.event_audience(self.core.db.pool, e["id"])
-        await self.email.deliver(await self._email_jobs(event=event, subject="event", kind="schedule_change",
+        await self.email.enqueue(await self._email_jobs(event=event, subject="event", kind="schedule_change",
                                                         template="announcement", recipients=recipients,
                                                         context=context))
 
@@ -297,7 +292,7 @@ class Triggers:
         recipients = await store.users_by_ids(self.core.db.pool, _user_ids(event.data.get("user_ids")))
         context = {**self._common(), "event_title": s["event_title"], "session": _session_ctx(s),
                    "session_url": f"{self._base_url()}/e/{s['event_slug']}"}
-        await self.email.deliver(await self._email_jobs(event=event, subject="reminder", kind="reminder",
+        await self.email.enqueue(await self._email_jobs(event=event, subject="reminder", kind="reminder",
                                                         template="session_reminder", recipients=recipients,
                                                         context=context))
 
@@ -310,7 +305,7 @@ class Triggers:
                    "title": snippet(event.data.get("title") or "Announcement", 120),
                    "text": _announcement_text(event.data), "event_url": f"{self._base_url()}/e/{e['slug']}"}
         recipients = await store.event_audience(self.core.db.pool, e["id"])
-        await self.email.deliver(await self._email_jobs(event=event, subject="announcement", kind="announcement",
+        await self.email.enqueue(await self._email_jobs(event=event, subject="announcement", kind="announcement",
                                                         template="announcement", recipients=recipients,
                                                         context=context))
 

@@ -2,8 +2,8 @@
 
 - `setup`: builds the FCM adapter (only when `FOYER_FCM_CREDENTIALS` is set), the push worker,
   the notifier, the mailer and the flows, and stores them under `handlers.devices.NOTIFY`.
-- `lifespan`: runs the push queue worker and the reminders scheduler on every node (both are
-  safe to run on many nodes: claims in PostgreSQL are exclusive).
+- `lifespan`: runs the push and email queue workers and the reminders scheduler on every node
+  (all safe to run on many nodes: claims in PostgreSQL are exclusive).
 - `consumers`: `notify.push`, `notify.email` (domain/notify/triggers.py) and `notify.referrals`
   (domain/notify/share.py).
 """
@@ -69,6 +69,10 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
         tasks.append(asyncio.create_task(hub.push.run(), name="push-worker"))
     else:
         log.info("push is off (FOYER_FCM_CREDENTIALS unset): devices are registered but nothing is sent")
+    if hub.email.enabled:
+        tasks.append(asyncio.create_task(hub.email.run(), name="email-worker"))
+    else:
+        log.info("email is off (FOYER_SMTP_HOST unset)")
     try:
         yield
     finally:

@@ -60,6 +60,8 @@ def notify_settings(settings_factory, fcm: FcmServer, smtp: SmtpSink):
             "scheduler_interval_seconds": 3600.0,  # tests drive the scheduler by hand
             "push_poll_seconds": 0.2,
             "push_retry_base_seconds": 0.05,
+            "email_poll_seconds": 0.2,
+            "email_retry_base_seconds": 0.05,
             "argon2_time_cost": 1, "argon2_memory_kib": 8192,
         }
         values.update(overrides)
