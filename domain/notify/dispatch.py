@@ -14,6 +14,7 @@ Rules (per recipient):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ from storage import devices as devices_store
 from storage import notify as store
 
 log = logging.getLogger("foyer.notify")
+
+IN_APP_CONCURRENCY = 32  # in-app emits in flight per notification (each is a durable room append)
 
 
 class InAppChannel(Protocol):
@@ -115,13 +118,17 @@ class Notifier:
                 self.worker.wake()
         report.push_users = push_users
         payload = n.in_app_payload()
-        for user_id in wanted:
-            if user_id in online:
+        limit = asyncio.Semaphore(IN_APP_CONCURRENCY)
+
+        async def send(user_id: uuid.UUID) -> None:
+            async with limit:
                 try:
                     await self.in_app.send(user_id, payload)
                     report.in_app.append(user_id)
                 except Exception:  # best effort: the push (if any) is already queued
                     log.warning("in-app notification to %s failed", user_id, exc_info=True)
+
+        await asyncio.gather(*(send(u) for u in wanted if u in online))
         return report
 
     async def _online(self, users: Sequence[uuid.UUID]) -> set[uuid.UUID]:

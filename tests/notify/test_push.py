@@ -228,3 +228,25 @@ def test_quiet_hours_wrap_midnight_and_time_zones():
     day = Preferences(user_id=uuid.uuid4(), quiet_start=time(12, 0), quiet_end=time(14, 0), timezone="UTC")
     assert day.quiet_until(datetime(2030, 1, 1, 13, 0, tzinfo=UTC)) == datetime(2030, 1, 1, 14, 0, tzinfo=UTC)
     assert day.quiet_until(datetime(2030, 1, 1, 14, 0, tzinfo=UTC)) is None
+
+
+async def test_event_cancelled_and_question_answered_triggers(node, napi, ndb, fcm, smtp):
+    organizer, fan, asker = await napi.register("Org"), await napi.register("Fan"), await napi.register("Asker")
+    event = await make_event(ndb, organizer.id, title="NightConf")
+    await add_attendee(ndb, event["id"], fan.id)
+    await _register(napi, fan, "tok-fan-cancel-1")
+    await _register(napi, asker, "tok-asker-00001")
+    await ndb.execute("UPDATE events SET status = 'cancelled' WHERE id = $1", event["id"])
+    await append_outbox(ndb, "event.cancelled", {"event_id": str(event["id"]), "reason": "Venue flooded"},
+                        event_id=event["id"])
+    await append_outbox(ndb, "question.answered", {"question_id": str(uuid.uuid4()), "author_id": asker.id,
+                                                   "text": "Will the slides be online?"}, event_id=event["id"])
+    await deliver(node.app, "notify.push")
+    await deliver(node.app, "notify.email")
+    cancel = (await eventually(lambda: fcm.fake.delivered.get("tok-fan-cancel-1")))[0]
+    assert cancel["notification"] == {"title": "Cancelled: NightConf", "body": "Venue flooded"}
+    answered = (await eventually(lambda: fcm.fake.delivered.get("tok-asker-00001")))[0]
+    assert answered["notification"]["title"] == "Your question was answered"
+    assert answered["data"]["kind"] == "question_answered"
+    (mail,) = await smtp.wait_for(1)
+    assert mail["Subject"] == "NightConf: This event has been cancelled" and fan.email in str(mail["To"])
