@@ -104,13 +104,80 @@ def baseline_server(port: int, dsn: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Load generation
+# Load generation: a lean HTTP/1.1 keep-alive client (the same for Foyer and the baseline)
 # ------------------------------------------------------------------------------------------------
+#
+# aiohttp's client costs several times the CPU of a raw request on this 2-core machine, where the
+# load generator shares the cores with the servers; a benchmark that measures its own client is
+# not measuring the servers. Each simulated buyer owns one keep-alive connection and writes
+# pre-encoded requests; responses are framed by Content-Length (or chunked, for safety).
+
+class H1:
+    """One HTTP/1.1 keep-alive connection to host:port (plain TCP, loopback)."""
+
+    def __init__(self, url: str) -> None:
+        p = urlsplit(url)
+        self.host, self.port = p.hostname or "127.0.0.1", p.port or 80
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+        for attempt in range(2):
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            try:
+                self.writer.write(head + body if body else head)
+                return await self._response()
+            except (ConnectionError, asyncio.IncompleteReadError, OSError):
+                self.close()
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _response(self) -> tuple[int, bytes]:
+        assert self.reader is not None
+        raw = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(raw[9:12])
+        lower = raw.lower()
+        i = lower.find(b"\r\ncontent-length:")
+        if i >= 0:
+            j = lower.index(b"\r\n", i + 2)
+            body = await self.reader.readexactly(int(raw[i + 17:j]))
+        elif b"transfer-encoding: chunked" in lower:
+            parts = []
+            while True:
+                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                if size == 0:
+                    await self.reader.readuntil(b"\r\n")
+                    break
+                parts.append(await self.reader.readexactly(size + 2))
+            body = b"".join(x[:-2] for x in parts)
+        else:
+            body = b""
+        if b"\r\nconnection: close" in lower:
+            self.close()
+        return status, body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def request_head(method: str, url: str, path: str, token: str, *, body_len: int | None = None,
+                 key: str | None = None) -> bytes:
+    p = urlsplit(url)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {p.netloc}", f"Authorization: Bearer {token}"]
+    if body_len is not None:
+        lines += ["Content-Type: application/json", f"Content-Length: {body_len}"]
+    if key is not None:
+        lines.append(f"Idempotency-Key: {key}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
 
 async def drop(urls: list[str], event_id: str, type_id: str, tokens: list[str], *, quantity: int,
                deadline_s: float, on_progress=None) -> dict:
     """Every buyer orders in a loop until it sees sold_out; returns timings and counts."""
-    import aiohttp
     import orjson
 
     lat: list[float] = []
@@ -120,20 +187,19 @@ async def drop(urls: list[str], event_id: str, type_id: str, tokens: list[str], 
     start = time.perf_counter()
     stop_at = start + deadline_s
     body = orjson.dumps({"items": [{"ticket_type_id": type_id, "quantity": quantity}]})
-    conn = aiohttp.TCPConnector(limit=0, force_close=False)
-    async with aiohttp.ClientSession(connector=conn) as http:
-        async def buyer(i: int) -> None:
-            nonlocal seats, last_ok
-            url = f"{urls[i % len(urls)]}/api/events/{event_id}/orders"
-            headers = {"Authorization": f"Bearer {tokens[i]}", "Content-Type": "application/json"}
+    path = f"/api/events/{event_id}/orders"
+
+    async def buyer(i: int) -> None:
+        nonlocal seats, last_ok
+        url = urls[i % len(urls)]
+        conn = H1(url)
+        try:
             while time.perf_counter() < stop_at:
-                headers["Idempotency-Key"] = uuid.uuid4().hex
+                head = request_head("POST", url, path, tokens[i], body_len=len(body), key=uuid.uuid4().hex)
                 t0 = time.perf_counter()
                 try:
-                    async with http.post(url, data=body, headers=headers) as r:
-                        await r.read()
-                        status = r.status
-                except aiohttp.ClientError:
+                    status, _ = await conn.request(head, body)
+                except (OSError, asyncio.IncompleteReadError, ValueError):
                     status = 599
                 now = time.perf_counter()
                 counts[status] = counts.get(status, 0) + 1
@@ -147,8 +213,10 @@ async def drop(urls: list[str], event_id: str, type_id: str, tokens: list[str], 
                     return
                 elif status >= 500:
                     await asyncio.sleep(0.05)
+        finally:
+            conn.close()
 
-        await asyncio.gather(*(buyer(i) for i in range(len(tokens))))
+    await asyncio.gather(*(buyer(i) for i in range(len(tokens))))
     elapsed = (last_ok - start) if last_ok else float("nan")
     return {"seats": seats, "elapsed": elapsed, "seats_per_s": seats / elapsed if last_ok else 0.0,
             "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99), "statuses": counts}
@@ -156,28 +224,91 @@ async def drop(urls: list[str], event_id: str, type_id: str, tokens: list[str], 
 
 async def rate(urls: list[str], path: str, tokens: list[str], *, seconds: float, method: str = "GET",
                body: bytes | None = None) -> tuple[float, dict[int, int]]:
-    """Requests/s answered by `len(tokens)` concurrent clients for `seconds`."""
-    import aiohttp
-
+    """Requests/s answered by `len(tokens)` concurrent clients for `seconds` (each its own
+    keep-alive connection, a fresh Idempotency-Key per request)."""
     counts: dict[int, int] = {}
     done = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        end = time.perf_counter() + seconds
+    end = time.perf_counter() + seconds
 
-        async def client(i: int) -> None:
-            nonlocal done
-            url = urls[i % len(urls)] + path
-            headers = {"Authorization": f"Bearer {tokens[i]}", "Content-Type": "application/json"}
+    async def client(i: int) -> None:
+        nonlocal done
+        url = urls[i % len(urls)]
+        conn = H1(url)
+        try:
             while time.perf_counter() < end:
-                headers["Idempotency-Key"] = uuid.uuid4().hex
-                async with http.request(method, url, data=body, headers=headers) as r:
-                    await r.read()
-                    counts[r.status] = counts.get(r.status, 0) + 1
+                head = request_head(method, url, path, tokens[i], body_len=len(body) if body is not None else None,
+                                    key=uuid.uuid4().hex)
+                status, _ = await conn.request(head, body or b"")
+                counts[status] = counts.get(status, 0) + 1
                 done += 1
+        finally:
+            conn.close()
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client(i) for i in range(len(tokens))))
-        return done / (time.perf_counter() - t0), counts
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(i) for i in range(len(tokens))))
+    return done / (time.perf_counter() - t0), counts
+
+
+# ------------------------------------------------------------------------------------------------
+# Where the CPU went (Linux /proc): per phase, per process group
+# ------------------------------------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_ticks(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rpartition(b")")[2].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _machine_busy() -> int:
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v) - v[3] - v[4]  # all but idle and iowait
+    except OSError:
+        return 0
+
+
+def _postgres_pids(dbname: str) -> list[int]:
+    out = []
+    for d in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if f" {dbname} ".encode() in f.read().replace(b"\0", b" "):
+                        out.append(int(d))
+            except OSError:
+                pass
+    return out
+
+
+class CpuMeter:
+    """CPU seconds of each group over a phase: this load generator, Foyer nodes, baseline
+    processes, redis, the PostgreSQL backends of the bench database, and the rest of the machine
+    (shared PostgreSQL processes such as the WAL writer, other users of the machine)."""
+
+    def __init__(self, groups: dict[str, list[int]], dbname: str) -> None:
+        self.groups = groups
+        self.dbname = dbname
+
+    def snapshot(self) -> dict[str, float]:
+        groups = {**self.groups, "postgres (bench db)": _postgres_pids(self.dbname)}
+        out = {name: sum(_proc_ticks(p) for p in pids) / _TICK for name, pids in groups.items()}
+        out["machine busy"] = _machine_busy() / _TICK
+        return out
+
+    @staticmethod
+    def render(before: dict[str, float], after: dict[str, float], wall: float) -> str:
+        d = {k: max(0.0, after.get(k, 0.0) - before.get(k, 0.0)) for k in after}
+        known = sum(v for k, v in d.items() if k != "machine busy")
+        d["rest of machine"] = max(0.0, d["machine busy"] - known)
+        parts = [f"{k} {v / wall:.2f}" for k, v in d.items() if k != "machine busy"]
+        return f"cores used ({wall:.1f}s): " + ", ".join(parts) + f"; total {d['machine busy'] / wall:.2f} of 2"
 
 
 def _pct(values: list[float], p: float) -> float:
@@ -308,23 +439,39 @@ async def run(args: argparse.Namespace) -> int:
         print(f"inventory {args.seats} seats, {args.buyers} concurrent buyers, {args.quantity} seats per order, "
               f"2 Foyer nodes, 2 baseline processes, loopback")
 
+        node_pids = [p.pid for p in procs.procs if p.args[1:3] == ["run.py", "serve"]]
+        base_pids = [p.pid for p in procs.procs if "--baseline-server" in p.args]
+        groups = {"load generator": [os.getpid()], "Foyer nodes": node_pids, "baseline": base_pids,
+                  "redis": [redis.pid]}
+        meter = CpuMeter(groups, dbname)
         restarted = {"done": False}
 
         def maybe_restart(seats: int) -> None:
             if args.restart_redis and not restarted["done"] and seats >= args.seats * 0.4:
                 restarted["done"] = True
                 procs.stop(redis, signal.SIGKILL)
-                procs.start("redis2", redis_args)
+                groups["redis"] = [procs.start("redis2", redis_args).pid]
                 print(f"  (redis killed and restarted empty at {seats} seats)")
 
-        # Warm-up: the nodes' caches and the gate (not timed).
-        foyer = await drop(foyer_urls, ev_f, tt_f, tokens, quantity=args.quantity, deadline_s=args.max_seconds,
-                           on_progress=maybe_restart)
-        baseline = await drop(base_urls, ev_b, tt_b, tokens, quantity=args.quantity, deadline_s=args.max_seconds)
+        cpu: dict[str, str] = {}
+
+        async def measured(name: str, coro):
+            before, t0 = meter.snapshot(), time.perf_counter()
+            result = await coro
+            cpu[name] = CpuMeter.render(before, meter.snapshot(), time.perf_counter() - t0)
+            return result
+
+        # The sale starts cold for both: caches and the gate are built by the first buyers, inside
+        # the timing.
+        foyer = await measured("Foyer sale", drop(foyer_urls, ev_f, tt_f, tokens, quantity=args.quantity,
+                                                  deadline_s=args.max_seconds, on_progress=maybe_restart))
+        baseline = await measured("baseline sale", drop(base_urls, ev_b, tt_b, tokens, quantity=args.quantity,
+                                                        deadline_s=args.max_seconds))
         order_body = f'{{"items":[{{"ticket_type_id":"{tt_f}","quantity":{args.quantity}}}]}}'.encode()
-        sold_out_rate, so_counts = await rate(foyer_urls, f"/api/events/{ev_f}/orders", tokens,
-                                              seconds=args.rate_seconds, method="POST", body=order_body)
-        health_rate, _ = await rate(foyer_urls, "/healthz", tokens, seconds=args.rate_seconds)
+        sold_out_rate, so_counts = await measured("sold_out", rate(
+            foyer_urls, f"/api/events/{ev_f}/orders", tokens, seconds=args.rate_seconds, method="POST",
+            body=order_body))
+        health_rate, _ = await measured("/healthz", rate(foyer_urls, "/healthz", tokens, seconds=args.rate_seconds))
         report = await check(dsn, grace_seconds=60)
 
         ratio = foyer["seats_per_s"] / baseline["seats_per_s"] if baseline["seats_per_s"] else float("inf")
@@ -338,6 +485,9 @@ async def run(args: argparse.Namespace) -> int:
         print(f"ratio Foyer/baseline seats/s: {ratio:.1f}x (target >= 10x)")
         print(f"sold_out answers once sold out: {sold_out_rate:.0f}/s {so_counts}; GET /healthz: {health_rate:.0f}/s;"
               f" ratio {sold_out_rate / health_rate:.0%} (target >= 80%)")
+        print()
+        for name, line in cpu.items():
+            print(f"{name:>14}: {line}")
         print()
         print(report.render())
         oversold = foyer["seats"] > args.seats or baseline["seats"] > args.seats

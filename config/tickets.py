@@ -22,6 +22,11 @@ class TicketSettings:
     sale_cache_seconds: float = setting(
         2.0, help="In-process cache of events' ticket types and sale state, so sold_out needs no database."
     )
+    # Per-node memory of a `sold_out` answer, dropped by pub/sub as soon as seats come back
+    # (storage/soldout.py); the TTL only bounds a lost invalidation. 0 turns it off.
+    sold_out_cache_ms: float = setting(
+        1000.0, help="How long a node answers sold_out from memory after the gate said so (pub/sub invalidated)."
+    )
     hold_sweep_interval_seconds: float = setting(
         1.0, help="How often every node returns the seats of expired holds (SKIP LOCKED, exactly once)."
     )
@@ -57,6 +62,8 @@ class TicketSettings:
             raise SettingsError("FOYER_ORDER_BATCH_MAX: must be between 1 and 5000")
         if not 0 <= self.order_batch_window_ms <= 1000:
             raise SettingsError("FOYER_ORDER_BATCH_WINDOW_MS: must be between 0 and 1000")
+        if not 0 <= self.sold_out_cache_ms <= 60_000:
+            raise SettingsError("FOYER_SOLD_OUT_CACHE_MS: must be between 0 and 60000")
         if self.payments_provider not in ("sandbox", "stripe"):
             raise SettingsError("FOYER_PAYMENTS_PROVIDER: must be `sandbox` or `stripe`")
         if self.max_tickets_per_order < 1:

@@ -238,8 +238,24 @@ class Router:
         return self.route("DELETE", path, **kw)
 
     def mount(self, app: web.Application) -> None:
+        """Adds the routes, one aiohttp resource per path template (routes of other methods on the
+        same path join it), so that resolving a path tries each template once. A resource made
+        earlier for the path (e.g. by `reserve_path`) is reused. Operation ids stay unique."""
         for spec in self.specs:
-            app.router.add_route(spec.method, spec.path, _make_view(spec), name=spec.operation_id)
+            if any(getattr(getattr(r, "handler", None), "foyer_spec", None) is not None
+                   and r.handler.foyer_spec.operation_id == spec.operation_id for r in app.router.routes()):
+                raise ValueError(f"duplicate operation id {spec.operation_id!r}")
+            resource = next((r for r in app.router.resources() if r.canonical == spec.path), None)
+            if resource is None:
+                resource = app.router.add_resource(spec.path)
+            resource.add_route(spec.method, _make_view(spec))  # type: ignore[union-attr]
+
+
+def reserve_path(app: web.Application, path: str) -> None:
+    """Create the resource of a hot path before any router is mounted (call from a component's
+    `setup`): aiohttp tries the templates sharing a prefix (e.g. `/api/events/{...}`) in
+    registration order, one coroutine and regex each, so a path reserved first is resolved first."""
+    app.router.add_resource(path)
 
 
 def _make_view(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -18,11 +18,12 @@ Gate (Redis, never the source of truth):
   with a clamp; a rebuild (`invalidate`, Redis restart) resets it from PostgreSQL.
 - If Redis is unreachable the gate admits everything (logged): PostgreSQL alone still refuses
   oversells, just slower.
+- In front of the script, per-node sold-out flags (storage/soldout.py): once the gate said
+  `sold_out` for a counter, this node answers its next buyers without the script, and only looks
+  up their Idempotency-Key markers (one MGET per event-loop tick for all of them, so a repeated
+  key still gets its first answer). Every change that gives seats back publishes an invalidation.
 
-Batcher: requests from many concurrent buyers on this node wait up to `window` (or until
-`max_batch` are queued) and are committed in ONE transaction (`storage.orders.place_batch`),
-each request getting its own outcome. One batch is in flight per node; the next one fills while
-it commits.
+The group-commit batcher of holds lives in storage/batcher.py (re-exported here).
 """
 
 from __future__ import annotations
@@ -34,20 +35,24 @@ import secrets
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
 
 from domain.errors import FoyerError
 from domain.tickets.models import HoldOutcome, HoldRequest
+from storage.batcher import CommitBatch, HoldBatcher
 from storage.db import Database
 from storage.redis import Keyspace
+from storage.soldout import SoldOutFlags
 
 log = logging.getLogger("foyer.tickets.gate")
 
+_LOOKUP_FAILED = "\0lookup-failed"
 MARKER_TTL_MS = 86_400_000
+MARKER_LOOKUP_WINDOW_S = 0.003  # sold_out answers wait up to 3 ms to share one MGET
 PENDING_MARKER_TTL_MS = 60_000
 
 # Many admissions in one call (coalesced per event-loop tick), processed in order, atomically.
@@ -73,7 +78,7 @@ for r = 1, tonumber(ARGV[1]) do
       for j = 0, n - 1 do
         local v = redis.call('GET', ARGV[base + 2 * j])
         if not v then res = {'rebuild', ''} break end
-        if tonumber(v) < tonumber(ARGV[base + 2 * j + 1]) then res = {'sold_out', epoch, tostring(j + 1)} break end
+        if tonumber(v) < tonumber(ARGV[base + 2 * j + 1]) then res = {'sold_out', epoch, tostring(j + 1), v} break end
       end
     end
     if not res then
@@ -118,10 +123,17 @@ class Admission:
 
 
 class Gate:
-    def __init__(self, redis: aioredis.Redis, keys: Keyspace, db: Database) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: Keyspace, db: Database, *,
+                 sold_out_ttl_s: float = 0.0) -> None:
         self.redis = redis
         self.keys = keys
         self.db = db
+        self.flags = SoldOutFlags(redis, keys("tix", "gate", "changes"), sold_out_ttl_s)
+        self._key_cache: dict[tuple[str, uuid.UUID], str] = {}
+        self._marker_prefix = keys("tix", "idem", "")
+        self._marker_queue: list[tuple[str, asyncio.Future]] = []
+        self._marker_flush_scheduled = False
+        self._marker_timer: asyncio.TimerHandle | None = None
         self._admit_many = redis.register_script(_ADMIT_MANY)
         self._queued: list[tuple[list, asyncio.Future]] = []
         self._flush_scheduled = False
@@ -132,35 +144,55 @@ class Gate:
         self._last_warning = 0.0
 
     # --- key names ---------------------------------------------------------------------------
+    def _cached_key(self, kind: str, ident: uuid.UUID) -> str:
+        key = self._key_cache.get((kind, ident))
+        if key is None:
+            if len(self._key_cache) > 100_000:
+                self._key_cache.clear()
+            key = self._key_cache[(kind, ident)] = self.keys("tix", "gate", kind, ident)
+        return key
+
     def ready_key(self, event_id: uuid.UUID) -> str:
-        return self.keys("tix", "gate", "ready", event_id)
+        return self._cached_key("ready", event_id)
 
     def type_key(self, type_id: uuid.UUID) -> str:
-        return self.keys("tix", "gate", "t", type_id)
+        return self._cached_key("t", type_id)
 
     def quota_key(self, quota_id: uuid.UUID) -> str:
-        return self.keys("tix", "gate", "q", quota_id)
+        return self._cached_key("q", quota_id)
 
     def marker_key(self, user_id: uuid.UUID, idempotency_key: str) -> str:
         digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
-        return self.keys("tix", "idem", user_id, digest)
+        return f"{self._marker_prefix}{user_id}:{digest}"
 
     def units_for(self, lines: Sequence[tuple[uuid.UUID, uuid.UUID | None, int]]) -> tuple[tuple[str, int], ...]:
-        """(type_id, quota_id, qty) lines -> merged (counter key, qty) units."""
-        merged: Counter = Counter()
+        """(type_id, quota_id, qty) lines -> merged (counter key, qty) units, sorted by key."""
+        if len(lines) == 1 and lines[0][1] is None:
+            return ((self.type_key(lines[0][0]), lines[0][2]),)
+        merged: dict[str, int] = {}
         for type_id, quota_id, qty in lines:
-            merged[self.type_key(type_id)] += qty
+            k = self.type_key(type_id)
+            merged[k] = merged.get(k, 0) + qty
             if quota_id is not None:
-                merged[self.quota_key(quota_id)] += qty
+                k = self.quota_key(quota_id)
+                merged[k] = merged.get(k, 0) + qty
         return tuple(sorted(merged.items()))
 
     # --- admission ---------------------------------------------------------------------------
     async def admit(self, event_id: uuid.UUID, units: tuple[tuple[str, int], ...], *,
                     marker_key: str | None = None, marker_value: str = "") -> Admission:
+        flagged = self.flags.sold_out_index(units)
+        if flagged >= 0:
+            seen = await self._marker_lookup(marker_key) if marker_key else None
+            if seen is None:
+                return Admission("sold_out", event_id, "", units, failed_index=flagged)
+            if seen != _LOOKUP_FAILED:
+                return Admission("seen", event_id, "", units, marker_key, seen=seen)
         args: list = [self.ready_key(event_id), marker_key or "", marker_value if marker_key else "", len(units)]
         for k, q in units:
             args += [k, q]
         for _attempt in range(3):
+            generation = self.flags.generation
             try:
                 reply = await self._coalesced(args)
             except NoScriptError:  # Redis restarted and lost the script cache: redis-py reloads
@@ -177,7 +209,9 @@ class Gate:
                 return Admission("ok", event_id, epoch, units, marker_key)
             if result == "seen":
                 return Admission("seen", event_id, epoch, units, marker_key, seen=_text(reply[2]))
-            return Admission("sold_out", event_id, epoch, units, failed_index=int(_text(reply[2])) - 1)
+            failed = int(_text(reply[2])) - 1
+            self.flags.set(units[failed][0], int(_text(reply[3])), event_id, generation)
+            return Admission("sold_out", event_id, epoch, units, failed_index=failed)
         raise FoyerError("busy", "the inventory gate is rebuilding, try again", details={"retry_after": 1})
 
     async def settle(self, done: Sequence[tuple[HoldRequest, HoldOutcome]],
@@ -205,11 +239,14 @@ class Gate:
                     caps[group][self.quota_key(outcome.quota_id)] = quota_available[outcome.quota_id]
                 elif outcome.ticket_type_id in type_available:
                     caps[group][self.type_key(outcome.ticket_type_id)] = type_available[outcome.ticket_type_id]
+        grown: set[str] = set()
         for (event_id, epoch), units in comp.items():
             cnt = [k for k in units]
+            grown.update(cnt)
             await self._settle(keys=[self.ready_key(event_id), *cnt],
                          args=[epoch, *(units[k] for k in cnt), *(caps[(event_id, epoch)].get(k, -1) for k in cnt)],
                          client=pipe)
+        self._publish(pipe, self.flags.keys_message(sorted(grown)) if grown else None)
         await self._run(pipe)
 
     async def compensate(self, adm: Admission) -> None:
@@ -221,6 +258,7 @@ class Gate:
             pipe.delete(adm.marker_key)
         await self._settle(keys=[self.ready_key(adm.event_id), *(k for k, _ in adm.units)],
                      args=[adm.epoch, *(q for _, q in adm.units), *(-1 for _ in adm.units)], client=pipe)
+        self._publish(pipe, self.flags.keys_message(k for k, _ in adm.units))
         await self._run(pipe)
 
     async def release(self, types: Counter, quotas: Counter) -> None:
@@ -234,6 +272,8 @@ class Gate:
         pipe = self.redis.pipeline(transaction=False)
         await self._settle(keys=[self.keys("tix", "gate", "any"), *(k for k, _ in units)],
                      args=["*", *(n for _, n in units), *(-1 for _ in units)], client=pipe)
+        grown = [k for k, n in units if n > 0]
+        self._publish(pipe, self.flags.keys_message(grown) if grown else None)
         await self._run(pipe)
 
     async def set_marker(self, key: str, value: str) -> None:
@@ -251,8 +291,13 @@ class Gate:
     # --- rebuild -----------------------------------------------------------------------------
     async def invalidate(self, event_id: uuid.UUID) -> None:
         """Forget the event's gate; the next admission rebuilds it from PostgreSQL."""
+        message = self.flags.event_message(event_id)
+        self.flags.apply_local(message)
         try:
-            await self.redis.delete(self.ready_key(event_id))
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.delete(self.ready_key(event_id))
+            pipe.publish(self.flags.channel, message)
+            await pipe.execute()
         except (RedisError, OSError) as exc:
             self._warn("could not invalidate the gate: %r", exc)
 
@@ -312,6 +357,7 @@ class Gate:
                 pipe.set(self.marker_key(r["user_id"], r["idempotency_key"]), "d|" + bytes(r["fingerprint"]).hex(),
                          px=MARKER_TTL_MS)
             pipe.set(self.ready_key(event_id), secrets.token_hex(8))
+            pipe.publish(self.flags.channel, self.flags.event_message(event_id))
             await pipe.execute()
             log.info("inventory gate rebuilt for event %s (%d types, %d quotas, %d markers)",
                      event_id, len(types), len(quotas), len(markers))
@@ -359,7 +405,56 @@ class Gate:
             if not fut.done():
                 fut.set_result(reply)
 
+    # --- Idempotency-Key markers of buyers answered from the sold-out flags ---------------------
+    def _marker_lookup(self, key: str) -> asyncio.Future:
+        """The marker's value, None if absent, `_LOOKUP_FAILED` if Redis failed. Lookups wait up
+        to MARKER_LOOKUP_WINDOW_S and share one MGET: on a loaded node each Redis round trip costs
+        tens of microseconds of kernel and client time, more than the rest of a sold_out answer."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._marker_queue.append((key, fut))
+        if len(self._marker_queue) >= 256:
+            self._start_marker_flush()
+        elif not self._marker_flush_scheduled:
+            self._marker_flush_scheduled = True
+            self._marker_timer = loop.call_later(MARKER_LOOKUP_WINDOW_S, self._start_marker_flush)
+        return fut
+
+    def _start_marker_flush(self) -> None:
+        if self._marker_flush_scheduled:
+            self._marker_flush_scheduled = False
+            if self._marker_timer is not None:
+                self._marker_timer.cancel()
+        queued, self._marker_queue = self._marker_queue, []
+        if not queued:
+            return
+        task = asyncio.get_running_loop().create_task(self._flush_markers(queued))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush_markers(self, batch: list[tuple[str, asyncio.Future]]) -> None:
+        try:
+            values = await self.redis.mget([k for k, _ in batch])
+        except asyncio.CancelledError:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(_LOOKUP_FAILED)
+            raise
+        except Exception as exc:  # Redis down: the callers go the long way (and bypass)
+            self._warn("idempotency marker lookup failed: %r", exc)
+            values = [_LOOKUP_FAILED] * len(batch)
+        for (_, fut), value in zip(batch, values, strict=True):
+            if not fut.done():
+                fut.set_result(None if value is None else _text(value))
+
     # --- helpers -----------------------------------------------------------------------------
+    def _publish(self, pipe: aioredis.client.Pipeline, message: str | None) -> None:
+        """Seats came back to some counters: drop the sold-out flags here and on every node."""
+        if message is None:
+            return
+        self.flags.apply_local(message)
+        pipe.publish(self.flags.channel, message)
+
     async def _run(self, pipe: aioredis.client.Pipeline) -> None:
         try:
             await pipe.execute()
@@ -380,110 +475,4 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-# ------------------------------------------------------------------------------------------------
-# Group commit
-# ------------------------------------------------------------------------------------------------
-
-CommitBatch = Callable[[list[HoldRequest]], Awaitable[dict[uuid.UUID, HoldOutcome]]]
-
-
-@dataclass(slots=True)
-class _Pending:
-    request: HoldRequest
-    future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-
-
-class HoldBatcher:
-    """Collects holds for up to `window_s` (or `max_batch`) and commits them together.
-
-    `commit(batch)` runs one transaction and returns an outcome per order id. If a whole batch
-    fails with anything but `busy`, its requests are retried one by one, so one bad request
-    cannot fail its neighbours."""
-
-    def __init__(self, commit: CommitBatch, *, max_batch: int, window_s: float) -> None:
-        self.commit = commit
-        self.max_batch = max_batch
-        self.window_s = window_s
-        self._queue: list[_Pending] = []
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self.batches = 0
-        self.requests = 0
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="foyer.hold_batcher")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-        for p in self._queue:
-            if not p.future.done():
-                p.future.set_exception(FoyerError("unavailable", "this node is shutting down"))
-        self._queue.clear()
-
-    async def submit(self, request: HoldRequest) -> HoldOutcome:
-        if self._task is None:
-            raise FoyerError("unavailable", "ticket sales are not running on this node")
-        pending = _Pending(request)
-        self._queue.append(pending)
-        self._wakeup.set()
-        return await pending.future
-
-    async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            if len(self._queue) < self.max_batch and self.window_s > 0:
-                await asyncio.sleep(self.window_s)
-            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
-            if not self._queue:
-                self._wakeup.clear()
-            if not batch:
-                continue
-            try:
-                await self._commit(batch)
-            except asyncio.CancelledError:
-                for p in batch:
-                    if not p.future.done():
-                        p.future.set_exception(FoyerError("unavailable", "this node is shutting down"))
-                raise
-            except Exception:  # never let the loop die; requests got their errors in _commit
-                log.exception("hold batch failed")
-
-    async def _commit(self, batch: list[_Pending]) -> None:
-        self.batches += 1
-        self.requests += len(batch)
-        try:
-            outcomes = await self.commit([p.request for p in batch])
-        except FoyerError as exc:
-            if exc.code != "busy" and len(batch) > 1:
-                for p in batch:
-                    await self._commit([p])
-                return
-            _fail(batch, exc)
-            return
-        except Exception as exc:
-            if len(batch) > 1:
-                for p in batch:
-                    await self._commit([p])
-                return
-            log.exception("hold failed")
-            _fail(batch, exc)
-            return
-        for p in batch:
-            if not p.future.done():
-                outcome = outcomes.get(p.request.order_id)
-                if outcome is None:
-                    p.future.set_exception(FoyerError("internal_error", "hold outcome missing"))
-                else:
-                    p.future.set_result(outcome)
-
-
-def _fail(batch: list[_Pending], exc: BaseException) -> None:
-    for p in batch:
-        if not p.future.done():
-            p.future.set_exception(exc)
+__all__ = ["Admission", "CommitBatch", "Gate", "HoldBatcher"]

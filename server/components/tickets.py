@@ -21,6 +21,7 @@ from domain.tickets.ordering import OrderService
 from domain.tickets.payments import PaymentService
 from domain.tickets.services import TicketServices
 from handlers import orders, payments, tickets
+from handlers.api import reserve_path
 from handlers.orders import TICKETS
 from server.components import Component
 from server.components.accounts import CIPHER
@@ -54,6 +55,9 @@ def build_provider(core: Core) -> object:
 
 def setup(app: web.Application, core: Core) -> None:
     app[TICKETS] = TicketServices()
+    # The hot path of a drop (and of every sold_out answer) is resolved before the other
+    # /api/events/{id}/... templates (handlers.api.reserve_path).
+    reserve_path(app, "/api/events/{event_id}/orders")
     s = core.settings.tickets
     if s.payments_sandbox_mount:
         from integrations.payments.sandbox import create_sandbox_app
@@ -65,7 +69,7 @@ def setup(app: web.Application, core: Core) -> None:
 async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
     s = core.settings.tickets
     svc = app[TICKETS]
-    gate = Gate(core.redis, core.keys, core.db)
+    gate = Gate(core.redis, core.keys, core.db, sold_out_ttl_s=s.sold_out_cache_ms / 1000)
     catalog = SaleCatalog(core.db, s.sale_cache_seconds)
     keys = EventKeys(core.db, app[CIPHER])
     order_service = OrderService(
@@ -78,6 +82,7 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
     svc.holders = TicketHolders(db=core.db, keys=keys)
     svc.orders = order_service
     order_service.batcher.start()
+    gate.flags.start()
     sweeper = asyncio.create_task(order_service.sweeper(s.hold_sweep_interval_seconds), name="foyer.hold_sweeper")
     try:
         yield
@@ -86,6 +91,7 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
         with contextlib.suppress(asyncio.CancelledError):
             await sweeper
         await order_service.batcher.stop()
+        await gate.flags.stop()
         await provider.close()  # type: ignore[attr-defined]
 
 
