@@ -27,6 +27,12 @@ class TicketSettings:
     sold_out_cache_ms: float = setting(
         1000.0, help="How long a node answers sold_out from memory after the gate said so (pub/sub invalidated)."
     )
+    gate_reconcile_interval_seconds: float = setting(
+        10.0, help="How often the gate is compared with PostgreSQL; a drift seen twice in a row is repaired."
+    )
+    test_hold_commit_delay_ms: float = setting(
+        0.0, help="Tests only: wait this long between admitting holds and committing them (0: off)."
+    )
     hold_sweep_interval_seconds: float = setting(
         1.0, help="How often every node returns the seats of expired holds (SKIP LOCKED, exactly once)."
     )
@@ -62,6 +68,10 @@ class TicketSettings:
             raise SettingsError("FOYER_ORDER_BATCH_MAX: must be between 1 and 5000")
         if not 0 <= self.order_batch_window_ms <= 1000:
             raise SettingsError("FOYER_ORDER_BATCH_WINDOW_MS: must be between 0 and 1000")
+        if not 0.05 <= self.gate_reconcile_interval_seconds <= 3600:
+            raise SettingsError("FOYER_GATE_RECONCILE_INTERVAL_SECONDS: must be between 0.05 and 3600")
+        if not 0 <= self.test_hold_commit_delay_ms <= 600_000:
+            raise SettingsError("FOYER_TEST_HOLD_COMMIT_DELAY_MS: must be between 0 and 600000")
         if not 0 <= self.sold_out_cache_ms <= 60_000:
             raise SettingsError("FOYER_SOLD_OUT_CACHE_MS: must be between 0 and 60000")
         if self.payments_provider not in ("sandbox", "stripe"):

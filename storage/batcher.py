@@ -41,6 +41,7 @@ class HoldBatcher:
         self._queue: list[_Pending] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self.commit_delay_s = 0.0  # tests only (FOYER_TEST_HOLD_COMMIT_DELAY_MS): a window to kill the node
         self.batches = 0
         self.requests = 0
 
@@ -91,6 +92,8 @@ class HoldBatcher:
     async def _commit(self, batch: list[_Pending]) -> None:
         self.batches += 1
         self.requests += len(batch)
+        if self.commit_delay_s:
+            await asyncio.sleep(self.commit_delay_s)
         try:
             outcomes = await self.commit([p.request for p in batch])
         except FoyerError as exc:

@@ -335,13 +335,8 @@ class Gate:
         try:
             if await self.redis.exists(self.ready_key(event_id)):
                 return
+            types, quotas = await self.load_available(event_id)
             async with self.db.connection() as conn:
-                types = await conn.fetch(
-                    """SELECT id, CASE WHEN status = 'active' THEN greatest(capacity - sold - held, 0) ELSE 0 END AS avail
-                         FROM ticket_types WHERE event_id = $1""", event_id)
-                quotas = await conn.fetch(
-                    "SELECT id, greatest(capacity - sold - held, 0) AS avail FROM ticket_quotas WHERE event_id = $1",
-                    event_id)
                 markers = await conn.fetch(
                     """SELECT o.user_id, o.idempotency_key, k.fingerprint FROM orders o
                          JOIN idempotency_keys k ON k.scope = 'orders' AND k.principal = o.user_id::text
@@ -349,15 +344,16 @@ class Gate:
                         WHERE o.event_id = $1 AND o.idempotency_key IS NOT NULL
                           AND o.created_at > now() - interval '1 day'""", event_id)
             pipe = self.redis.pipeline(transaction=True)
-            for r in types:
-                pipe.set(self.type_key(r["id"]), r["avail"])
-            for r in quotas:
-                pipe.set(self.quota_key(r["id"]), r["avail"])
+            for tid, avail in types.items():
+                pipe.set(self.type_key(tid), avail)
+            for qid, avail in quotas.items():
+                pipe.set(self.quota_key(qid), avail)
             for r in markers:
                 pipe.set(self.marker_key(r["user_id"], r["idempotency_key"]), "d|" + bytes(r["fingerprint"]).hex(),
                          px=MARKER_TTL_MS)
             pipe.set(self.ready_key(event_id), secrets.token_hex(8))
             pipe.publish(self.flags.channel, self.flags.event_message(event_id))
+            pipe.sadd(self.keys("tix", "gate", "events"), str(event_id))  # for the reconciler
             await pipe.execute()
             log.info("inventory gate rebuilt for event %s (%d types, %d quotas, %d markers)",
                      event_id, len(types), len(quotas), len(markers))
@@ -368,6 +364,24 @@ class Gate:
                     1, lock_key, token)
             except (RedisError, OSError):
                 pass
+
+    async def load_available(self, event_id: uuid.UUID) -> tuple[dict[uuid.UUID, int], dict[uuid.UUID, int]]:
+        """PostgreSQL's remaining seats per type (0 when not active) and per quota of an event."""
+        async with self.db.connection() as conn:
+            types = await conn.fetch(
+                """SELECT id, CASE WHEN status = 'active' THEN greatest(capacity - sold - held, 0) ELSE 0 END AS avail
+                     FROM ticket_types WHERE event_id = $1""", event_id)
+            quotas = await conn.fetch(
+                "SELECT id, greatest(capacity - sold - held, 0) AS avail FROM ticket_quotas WHERE event_id = $1",
+                event_id)
+        return {r["id"]: r["avail"] for r in types}, {r["id"]: r["avail"] for r in quotas}
+
+    async def announce(self, counter_keys: Sequence[str]) -> None:
+        """Seats came back to these counters outside the usual paths (e.g. a reconciler repair):
+        drop the sold-out flags here and on every node."""
+        pipe = self.redis.pipeline(transaction=False)
+        self._publish(pipe, self.flags.keys_message(counter_keys))
+        await self._run(pipe)
 
     # --- coalescing: every admission of one event-loop tick goes in one Redis call -----------
     def _coalesced(self, args: list) -> asyncio.Future:

@@ -26,6 +26,7 @@ from handlers.orders import TICKETS
 from server.components import Component
 from server.components.accounts import CIPHER
 from storage.inventory import Gate
+from storage.reconcile import GateReconciler
 
 log = logging.getLogger("foyer.tickets")
 
@@ -81,15 +82,19 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
     svc.payments = PaymentService(db=core.db, orders=order_service, keys=keys, provider=provider)
     svc.holders = TicketHolders(db=core.db, keys=keys)
     svc.orders = order_service
+    order_service.batcher.commit_delay_s = s.test_hold_commit_delay_ms / 1000
     order_service.batcher.start()
     gate.flags.start()
+    reconciler = asyncio.create_task(GateReconciler(gate, interval_s=s.gate_reconcile_interval_seconds).loop(),
+                                     name="foyer.gate_reconciler")
     sweeper = asyncio.create_task(order_service.sweeper(s.hold_sweep_interval_seconds), name="foyer.hold_sweeper")
     try:
         yield
     finally:
-        sweeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sweeper
+        for task in (sweeper, reconciler):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await order_service.batcher.stop()
         await gate.flags.stop()
         await provider.close()  # type: ignore[attr-defined]
