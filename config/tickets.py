@@ -33,6 +33,18 @@ class TicketSettings:
     test_hold_commit_delay_ms: float = setting(
         0.0, help="Tests only: wait this long between admitting holds and committing them (0: off)."
     )
+    # Refunds the provider could not take are retried with capped, jittered backoff under the same
+    # idempotency key (domain/tickets/refunds.py); a refusal or too many attempts fails them.
+    refund_retry_interval_seconds: float = setting(
+        5.0, help="How often every node looks for pending refunds whose next attempt is due."
+    )
+    refund_max_attempts: int = setting(
+        10, help="Provider attempts before a refund that keeps failing transiently is marked failed."
+    )
+    refund_backoff_base_seconds: float = setting(
+        2.0, help="Delay before the second attempt of a refund; doubles per attempt (jittered)."
+    )
+    refund_backoff_cap_seconds: float = setting(900.0, help="Longest delay between two attempts of a refund.")
     hold_sweep_interval_seconds: float = setting(
         1.0, help="How often every node returns the seats of expired holds (SKIP LOCKED, exactly once)."
     )
@@ -70,6 +82,12 @@ class TicketSettings:
             raise SettingsError("FOYER_ORDER_BATCH_WINDOW_MS: must be between 0 and 1000")
         if not 0.05 <= self.gate_reconcile_interval_seconds <= 3600:
             raise SettingsError("FOYER_GATE_RECONCILE_INTERVAL_SECONDS: must be between 0.05 and 3600")
+        if not 0.01 <= self.refund_retry_interval_seconds <= 3600:
+            raise SettingsError("FOYER_REFUND_RETRY_INTERVAL_SECONDS: must be between 0.01 and 3600")
+        if not 1 <= self.refund_max_attempts <= 100:
+            raise SettingsError("FOYER_REFUND_MAX_ATTEMPTS: must be between 1 and 100")
+        if not 0 < self.refund_backoff_base_seconds <= self.refund_backoff_cap_seconds:
+            raise SettingsError("FOYER_REFUND_BACKOFF_BASE_SECONDS: must be > 0 and at most the cap")
         if not 0 <= self.test_hold_commit_delay_ms <= 600_000:
             raise SettingsError("FOYER_TEST_HOLD_COMMIT_DELAY_MS: must be between 0 and 600000")
         if not 0 <= self.sold_out_cache_ms <= 60_000:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -62,3 +62,31 @@ async def refund_order(req: ApiRequest) -> dict:
     order = await services(req).payments.refund(req.principal, req.params["order_id"], amount_cents=body.amount_cents,
                                                 ticket_ids=body.ticket_ids, reason=body.reason)
     return order.public()
+
+
+class RefundOut(msgspec.Struct):
+    id: uuid.UUID
+    order_id: uuid.UUID
+    event_id: uuid.UUID
+    amount_cents: int
+    reason: str
+    status: str
+    attempts: int
+    last_error: str | None = None
+    provider_refund_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    next_attempt_at: datetime | None = None
+
+
+class RefundsQuery(msgspec.Struct, forbid_unknown_fields=True):
+    status: Literal["pending", "succeeded", "failed"] | None = None
+
+
+@router.get("/api/events/{event_id}/refunds", summary="Refunds of the event, newest first (organizers)",
+            query=RefundsQuery, response=list[RefundOut], errors=("not_found", "forbidden"))
+async def list_refunds(req: ApiRequest) -> list:
+    """`status=failed`: refunds the provider refused or that kept failing, with the reason in
+    `last_error` (they need an organizer: pay back another way, or contact the buyer). `pending`
+    ones are being retried with backoff (`attempts`, `next_attempt_at`)."""
+    return await services(req).payments.list_refunds(req.principal, req.params["event_id"], req.query.status)

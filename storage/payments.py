@@ -76,3 +76,51 @@ async def finish_refund(db: Database, refund_id: uuid.UUID, *, status: str, prov
 
 async def mark_refund_by_provider_id(conn: Any, provider_refund_id: str, status: str) -> None:
     await conn.execute("UPDATE refunds SET status = $2 WHERE provider_refund_id = $1", provider_refund_id, status)
+
+
+# --- refund retries (domain/tickets/refunds.py) ----------------------------------------------------
+
+REFUND_COLUMNS = ("r.id, r.order_id, o.event_id, r.amount_cents, r.reason, r.status, r.attempts, r.last_error, "
+                  "r.provider_refund_id, r.created_at, r.updated_at, r.next_attempt_at")
+
+
+async def claim_due_refunds(conn: asyncpg.Connection, *, limit: int, lease_seconds: float) -> list[dict[str, Any]]:
+    """Pending refunds whose next attempt is due, leased to the caller for `lease_seconds` (every
+    node may call this at once: SKIP LOCKED, and the lease keeps the others off until it lapses)."""
+    rows = await conn.fetch(
+        """WITH due AS (SELECT id FROM refunds WHERE status = 'pending' AND next_attempt_at <= now()
+                         ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)
+           UPDATE refunds r SET next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
+             FROM due WHERE r.id = due.id
+           RETURNING r.id, r.order_id, r.amount_cents, r.attempts,
+                     (SELECT CASE WHEN p.status <> 'pending' THEN p.intent_id END FROM payments p
+                       WHERE p.id = r.payment_id) AS intent_id""", limit, float(lease_seconds))
+    return [dict(r) for r in rows]
+
+
+async def record_refund_attempt(db: Database, refund_id: uuid.UUID, *, status: str, error: str | None = None,
+                                provider_refund_id: str | None = None, retry_in_seconds: float | None = None) -> bool:
+    """One provider attempt's outcome for a still-pending refund (a webhook may have settled it)."""
+    done = await db.fetchval(
+        """UPDATE refunds SET status = $2, attempts = attempts + 1, last_error = $3,
+                  provider_refund_id = coalesce($4, provider_refund_id), updated_at = now(),
+                  next_attempt_at = CASE WHEN $5::float8 IS NULL THEN next_attempt_at
+                                         ELSE now() + make_interval(secs => $5::float8) END
+            WHERE id = $1 AND status = 'pending' RETURNING 1""",
+        refund_id, status, error, provider_refund_id, retry_in_seconds)
+    return done is not None
+
+
+async def fail_refund(conn: asyncpg.Connection, refund_id: uuid.UUID, reason: str) -> asyncpg.Record | None:
+    """pending -> failed with the reason organizers see; the row (with its event) or None."""
+    return await conn.fetchrow(
+        """UPDATE refunds r SET status = 'failed', attempts = attempts + 1, last_error = $2, updated_at = now()
+             FROM orders o WHERE r.id = $1 AND r.status = 'pending' AND o.id = r.order_id
+           RETURNING r.id, r.order_id, o.event_id, r.amount_cents, r.attempts""", refund_id, reason)
+
+
+async def list_refunds(conn: Any, event_id: uuid.UUID, *, status: str | None, limit: int = 500) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        f"""SELECT {REFUND_COLUMNS} FROM refunds r JOIN orders o ON o.id = r.order_id
+             WHERE o.event_id = $1 AND ($2::text IS NULL OR r.status = $2)
+             ORDER BY r.created_at DESC LIMIT $3""", event_id, status, limit)

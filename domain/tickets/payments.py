@@ -24,7 +24,7 @@ from typing import Any
 
 from domain.errors import FoyerError, not_found
 from domain.identity import Principal
-from domain.policy import Action, load_access
+from domain.policy import Action, authorize, load_access
 from domain.tickets.keys import EventKeys
 from domain.tickets.models import Line, Order
 from domain.tickets.ordering import OrderService
@@ -38,6 +38,7 @@ log = logging.getLogger("foyer.tickets.payments")
 
 
 class PaymentService:
+    refunds: Any = None  # domain.tickets.refunds.RefundRetrier, set by the component
     def __init__(self, *, db: Database, orders: OrderService, keys: EventKeys, provider: Any) -> None:
         self.db = db
         self.orders = orders
@@ -67,6 +68,11 @@ class PaymentService:
     async def orders_of(self, user_id: uuid.UUID) -> list[Order]:
         async with self.db.connection() as conn:
             return await order_store.orders_of_user(conn, user_id)
+
+    async def list_refunds(self, principal: Principal, event_id: uuid.UUID, status: str | None) -> list[dict]:
+        async with self.db.connection() as conn:
+            await authorize(conn, principal, Action.VIEW_ORDERS, event_id)
+            return [dict(r) for r in await pay_store.list_refunds(conn, event_id, status=status)]
 
     # --- cancellation and refunds --------------------------------------------------------------
     async def cancel(self, principal: Principal, order_id: uuid.UUID, *, reason: str = "") -> Order:
@@ -160,17 +166,11 @@ class PaymentService:
         return released, refund
 
     async def _send_refund(self, refund: dict) -> None:
-        """Ask the provider for the money back (idempotent per refund id); record the outcome."""
-        if refund.get("intent_id") is None:
-            await pay_store.finish_refund(self.db, refund["id"], status="succeeded", provider_refund_id=None)
-            return
-        try:
-            result = await self.provider.refund(intent_id=refund["intent_id"], amount_cents=refund["amount_cents"],
-                                                idempotency_key=f"refund:{refund['id']}")
-            await pay_store.finish_refund(self.db, refund["id"], status=result.status,
-                                          provider_refund_id=result.refund_id)
-        except Exception:
-            log.exception("refund %s failed at the provider; it stays pending", refund["id"])
+        """Ask the provider for the money back now (idempotent per refund id). A transient failure
+        leaves it pending for the retry loop; a refusal fails it (domain/tickets/refunds.py)."""
+        if self.refunds is None:
+            raise RuntimeError("PaymentService.refunds is not set")
+        await self.refunds.attempt(refund)
 
     # --- paying -------------------------------------------------------------------------------
     async def start_payment(self, principal: Principal, order_id: uuid.UUID) -> dict[str, Any]:

@@ -16,6 +16,10 @@ Protocol (form-encoded requests, JSON answers, Stripe's shapes and error envelop
   `Stripe-Signature: t=..,v1=..` with the same secret, POSTed to the webhook URL (retried 5 times
   with backoff, at least once, in no guaranteed order).
 
+Faults (tests, chaos drills): `app[STATE]["faults"][path]` is a list of `(http status, error code)`;
+each request to `path` (e.g. "/v1/refunds") first takes the next one and fails with it, before
+anything is done or remembered (so a retry with the same Idempotency-Key runs for real).
+
 Test cards (any expiry/CVC):
     4242424242424242  pm_card_visa               succeeds
     4000000000000002  pm_card_chargeDeclined     declined (card_declined)
@@ -157,9 +161,21 @@ async def confirm_intent(request: web.Request) -> web.Response:
     return _json(intent)
 
 
+def _fault(request: web.Request) -> web.Response | None:
+    queue = request.app[STATE]["faults"].get(request.path)
+    if not queue:
+        return None
+    status, code = queue.pop(0)
+    kind = "api_error" if status >= 500 else "invalid_request_error"
+    return _error(status, kind, f"sandbox fault injected ({code})", code=code)
+
+
 async def create_refund(request: web.Request) -> web.Response:
     if not _authorized(request):
         return _error(401, "invalid_request_error", "Invalid API Key provided.")
+    fault = _fault(request)
+    if fault is not None:
+        return fault
     form = dict(await request.post())
     url = _webhook_url(request)
 
@@ -216,7 +232,7 @@ async def _deliver(app: web.Application, url: str, payload: bytes) -> None:
 def create_sandbox_app(secret: str, *, webhook_url: str = "") -> web.Application:
     app = web.Application()
     app[SECRET] = secret
-    app[STATE] = {"intents": {}, "refunds": {}, "idempotency": {}, "events": [], "tasks": set(),
+    app[STATE] = {"intents": {}, "refunds": {}, "idempotency": {}, "events": [], "tasks": set(), "faults": {},
                   "webhook_url": webhook_url, "session": None}
     app.router.add_post("/v1/payment_intents", create_intent)
     app.router.add_get("/v1/payment_intents/{id}", get_intent)

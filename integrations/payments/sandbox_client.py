@@ -53,8 +53,11 @@ class SandboxProvider:
                 body = orjson.loads(await resp.read())
                 if resp.status >= 400:
                     err = body.get("error", {})
-                    raise FoyerError("payment_failed", err.get("message", "the payment processor refused"),
-                                     details={"provider_code": err.get("code") or err.get("type")})
+                    # 5xx and 429 are the processor's trouble: worth retrying (same idempotency key).
+                    code = "unavailable" if resp.status >= 500 or resp.status == 429 else "payment_failed"
+                    raise FoyerError(code, err.get("message", "the payment processor refused"),
+                                     details={"provider_code": err.get("code") or err.get("type"),
+                                              "http_status": resp.status})
                 return body
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise FoyerError("unavailable", f"payment processor unreachable: {type(exc).__name__}") from None

@@ -37,6 +37,10 @@ class StripeProvider:
         except stripe.CardError as exc:
             raise FoyerError("payment_failed", exc.user_message or "card declined",
                              details={"provider_code": exc.code}) from None
+        except (stripe.InvalidRequestError, stripe.AuthenticationError, stripe.PermissionError,
+                stripe.IdempotencyError) as exc:  # refused for good: retrying cannot help
+            raise FoyerError("payment_failed", exc.user_message or f"Stripe refused: {type(exc).__name__}",
+                             details={"provider_code": getattr(exc, "code", None)}) from None
         except stripe.StripeError as exc:
             raise FoyerError("unavailable", f"Stripe refused or is unreachable: {type(exc).__name__}",
                              details={"provider_code": getattr(exc, "code", None)}) from None

@@ -19,6 +19,7 @@ from domain.tickets.keys import EventKeys
 from domain.tickets.manage import CatalogAdmin
 from domain.tickets.ordering import OrderService
 from domain.tickets.payments import PaymentService
+from domain.tickets.refunds import RefundRetrier
 from domain.tickets.services import TicketServices
 from handlers import orders, payments, tickets
 from handlers.api import reserve_path
@@ -80,6 +81,9 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
     svc.admin = CatalogAdmin(db=core.db, gate=gate, catalog=catalog, keys=keys)
     provider = build_provider(core)
     svc.payments = PaymentService(db=core.db, orders=order_service, keys=keys, provider=provider)
+    refunds = RefundRetrier(db=core.db, provider=provider, max_attempts=s.refund_max_attempts,
+                            base_s=s.refund_backoff_base_seconds, cap_s=s.refund_backoff_cap_seconds)
+    svc.payments.refunds = refunds
     svc.holders = TicketHolders(db=core.db, keys=keys)
     svc.orders = order_service
     order_service.batcher.commit_delay_s = s.test_hold_commit_delay_ms / 1000
@@ -87,11 +91,12 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
     gate.flags.start()
     reconciler = asyncio.create_task(GateReconciler(gate, interval_s=s.gate_reconcile_interval_seconds).loop(),
                                      name="foyer.gate_reconciler")
+    refund_loop = asyncio.create_task(refunds.loop(s.refund_retry_interval_seconds), name="foyer.refund_retries")
     sweeper = asyncio.create_task(order_service.sweeper(s.hold_sweep_interval_seconds), name="foyer.hold_sweeper")
     try:
         yield
     finally:
-        for task in (sweeper, reconciler):
+        for task in (sweeper, reconciler, refund_loop):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
@@ -41,7 +42,7 @@ async def test_node_killed_between_admission_and_commit(nodes, settings_factory,
         assert await wait_for(admitted, timeout=10)
         node_a.kill()
         await node_a.process.wait()
-        with pytest.raises(Exception):
+        with pytest.raises(aiohttp.ClientError):
             await stuck
         # The gate now believes 1 seat is left; PostgreSQL has 4. B answers sold_out for 2 ...
         status, body = await order(b, sale, buyers[1], [{"ticket_type_id": t["id"], "quantity": 2}], key=key())
