@@ -14,6 +14,7 @@ from aiohttp import web
 
 from domain.services import Core
 from domain.tickets.catalog import SaleCatalog
+from domain.tickets.demo import add_demo_tickets
 from domain.tickets.holders import TicketHolders
 from domain.tickets.keys import EventKeys
 from domain.tickets.manage import CatalogAdmin
@@ -105,4 +106,5 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
         await provider.close()  # type: ignore[attr-defined]
 
 
-COMPONENT = Component(name="tickets", routers=(tickets.router, orders.router, payments.router), setup=setup, lifespan=lifespan)
+COMPONENT = Component(name="tickets", routers=(tickets.router, orders.router, payments.router), setup=setup,
+                      lifespan=lifespan, extra={"demo": add_demo_tickets})
