@@ -23,6 +23,7 @@ from storage.migrate import migrate  # noqa: E402
 from tests.support.api import Api  # noqa: E402
 from tests.support.nodes import NodeFactory  # noqa: E402
 from tests.support.services import (  # noqa: E402
+    DatabasePool,
     TestServices,
     create_database,
     drop_database,
@@ -62,12 +63,19 @@ def template_database(test_services: TestServices) -> Iterator[str]:
     asyncio.run(drop_database(test_services.admin_dsn, name))
 
 
+@pytest.fixture(scope="session")
+def database_pool(test_services: TestServices, template_database: str) -> Iterator[DatabasePool]:
+    pool = DatabasePool(test_services.admin_dsn, template_database)
+    yield pool
+    pool.close()
+
+
 @pytest.fixture
-async def database_url(test_services: TestServices, template_database: str) -> AsyncIterator[str]:
-    name = unique("foyer_t")
-    await create_database(test_services.admin_dsn, name, template=template_database)
+async def database_url(test_services: TestServices, database_pool: DatabasePool) -> AsyncIterator[str]:
+    """A fresh, migrated database of its own for this test (dropped in the background after it)."""
+    name = await database_pool.acquire()
     yield test_services.dsn_for(name)
-    await drop_database(test_services.admin_dsn, name)
+    database_pool.release(name)
 
 
 @pytest.fixture
