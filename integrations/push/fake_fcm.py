@@ -15,6 +15,7 @@ every send per token.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import uuid
@@ -57,6 +58,7 @@ class FakeFcm:
     public_key_pem: bytes
     client_email: str
     token_ttl: int = 3600
+    latency: float = 0.0  # seconds added to every send (real FCM is a WAN round trip away)
     unregistered: set[str] = field(default_factory=set)
     delivered: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
@@ -105,6 +107,8 @@ class FakeFcm:
                                             "details": details}}, status=status, headers=headers)
 
     async def _send(self, request: web.Request) -> web.Response:
+        if self.latency:
+            await asyncio.sleep(self.latency)
         auth = request.headers.get("Authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else ""
         if self._access_tokens.get(token, 0) < time.time():
