@@ -1,4 +1,4 @@
-"""Settings of the real-time rooms: history, replay, rate limits, presence."""
+"""Settings of the real-time rooms: history, replay, rate limits, presence, the cross-node bus."""
 
 from __future__ import annotations
 
@@ -14,7 +14,77 @@ class LiveSettings:
     socketio_max_payload_bytes: int = setting(
         65_536, help="Largest accepted Socket.IO packet (engine.io default is 1 MB: too generous)."
     )
+    # --- replay ---------------------------------------------------------------------------------
+    live_stream_maxlen: int = setting(
+        10_000, help="Room events kept per room in its Redis replay stream (approximate trim). A client "
+        "that reconnects further behind than this gets `resync` (Socket.IO's Redis Streams adapter keeps 10,000)."
+    )
+    live_stream_ttl_seconds: int = setting(
+        7 * 86400, help="A room's replay stream expires after this long without events (memory bound for "
+        "finished events); the next event starts a new epoch."
+    )
+    live_history_size: int = setting(50, help="Chat messages sent in the `room:join` ack of a fresh join.")
+    # --- chat -----------------------------------------------------------------------------------
+    live_chat_max_length: int = setting(500, help="Longest chat message in characters (after trimming).")
+    live_banned_words: tuple[str, ...] = setting(
+        (), help="Comma-separated words refused in chat (`message_rejected`), matched case-insensitively "
+        "as whole words."
+    )
+    live_chat_rate_limit: int = setting(
+        10, help="Chat messages a user may send per `live_chat_rate_window_seconds`, across all rooms."
+    )
+    live_chat_rate_window_seconds: float = setting(10.0, help="Window of `live_chat_rate_limit`.")
+    live_action_rate_limit: int = setting(
+        60, help="Other chat actions (reactions, edits, deletes, reports, joins) a user may do per "
+        "`live_chat_rate_window_seconds`."
+    )
+    live_max_rooms_per_connection: int = setting(
+        32, help="Rooms one connection may be in at once (bounds per-connection state)."
+    )
+    # --- presence -------------------------------------------------------------------------------
+    live_presence_interval_seconds: float = setting(
+        1.0, help="Presence changes are coalesced and broadcast at most this often per room."
+    )
+    live_presence_list_max: int = setting(
+        50, help="Rooms up to this many members get the full member list; larger ones a sample of this size."
+    )
+    live_presence_events_max: int = setting(
+        200, help="Rooms above this many members get counts only in `presence:update` (no joined/left lists)."
+    )
+    # --- cross-node bus -------------------------------------------------------------------------
+    live_bus_redis_url: str | None = setting(
+        None, help="Redis URL of the cross-node pub/sub connection. Unset: redis_url.", secret=True
+    )
+    live_canary_interval_seconds: float = setting(
+        2.0, help="How often a node sends a canary through its own Redis subscription."
+    )
+    live_canary_timeout_seconds: float = setting(
+        6.0, help="A node whose canary has not come back for this long reports its subscription broken "
+        "(`/readyz` fails) and reconnects it."
+    )
+    live_gap_repair_seconds: float = setting(
+        0.2, help="How long a node waits for a missing room event before fetching it from the stream or "
+        "PostgreSQL."
+    )
+    live_max_send_buffer_bytes: int = setting(
+        4_194_304, help="A client whose unsent data exceeds this is disconnected (it reconnects and replays)."
+    )
 
     def validate(self) -> None:
         if self.socketio_max_payload_bytes < 1024:
             raise SettingsError("FOYER_SOCKETIO_MAX_PAYLOAD_BYTES: must be at least 1024")
+        if self.live_stream_maxlen < 10:
+            raise SettingsError("FOYER_LIVE_STREAM_MAXLEN: must be at least 10")
+        if not 0 <= self.live_history_size <= 500:
+            raise SettingsError("FOYER_LIVE_HISTORY_SIZE: must be between 0 and 500")
+        if not 1 <= self.live_chat_max_length <= 10_000:
+            raise SettingsError("FOYER_LIVE_CHAT_MAX_LENGTH: must be between 1 and 10000")
+        if self.live_chat_rate_limit < 1 or self.live_action_rate_limit < 1:
+            raise SettingsError("FOYER_LIVE_CHAT_RATE_LIMIT / FOYER_LIVE_ACTION_RATE_LIMIT: must be at least 1")
+        if self.live_chat_rate_window_seconds <= 0:
+            raise SettingsError("FOYER_LIVE_CHAT_RATE_WINDOW_SECONDS: must be positive")
+        if self.live_presence_interval_seconds <= 0 or self.live_canary_interval_seconds <= 0:
+            raise SettingsError("FOYER_LIVE_PRESENCE_INTERVAL_SECONDS / FOYER_LIVE_CANARY_INTERVAL_SECONDS: "
+                                "must be positive")
+        if self.live_canary_timeout_seconds <= self.live_canary_interval_seconds:
+            raise SettingsError("FOYER_LIVE_CANARY_TIMEOUT_SECONDS: must exceed the canary interval")

@@ -278,6 +278,20 @@ def filter_visible(
     return kept
 
 
+# Live rooms (rooms/names.py): which action joining a room of each kind needs on its event.
+# `user:{id}` rooms are private: only that user may join them (`may_join_user_room`).
+# Moderating a room (delete any message, mute, ban, slow mode) needs MODERATE_LIVE on its event.
+ROOM_JOIN_ACTIONS: dict[str, Action] = {
+    "event": Action.JOIN_LIVE,
+    "session": Action.JOIN_LIVE,
+    "staff": Action.JOIN_STAFF_ROOM,
+}
+
+
+def may_join_user_room(principal: Principal | None, user_id: uuid.UUID) -> bool:
+    return principal is not None and principal.user_id == user_id
+
+
 def require_admin(principal: Principal | None) -> Principal:
     if principal is None:
         raise FoyerError("unauthorized", "sign in first")

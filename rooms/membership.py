@@ -1,0 +1,169 @@
+"""`room:join` and `room:leave`.
+
+`room:join {room, last_seq?, epoch?}` answers
+    {ok, room, seq, epoch, presence, history: [{event, data}], resync?, snapshot?}
+- with a usable `last_seq`: `history` is exactly the room events after it, in order, from the
+  replay stream (any node), and `seq` the position after them;
+- otherwise (fresh join, or `last_seq` too old / stream lost / epoch changed → `resync: true`):
+  `history` is the last `live_history_size` chat messages in their current state and
+  `snapshot` the current state other room features contribute, read in one consistent
+  PostgreSQL snapshot together with `seq`.
+After the ack, the member receives every room event with a seq greater than the ack's `seq`,
+exactly once and in order; nothing from before it, never before the ack.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from domain.errors import FoyerError, field_error
+from rooms.broadcast import streams_of
+from rooms.local import LocalRoom, event_json
+from rooms.names import RoomName, authorize_join, parse_room
+from rooms.protocol import JoinIn, RoomIn, decode, event_handler, ok
+from server.realtime import AfterAck
+from storage import chat as chat_store
+from storage import outbox
+from storage import rooms as room_store
+from storage.live_limits import LiveLimits
+
+if TYPE_CHECKING:
+    from rooms.service import Live
+
+# name -> fn(conn, room name, seq) -> JSON-able state, run inside the snapshot transaction
+SnapshotFn = Callable[[Any, RoomName, int], Awaitable[Any]]
+
+
+def message_view(row: dict[str, Any], room: str) -> dict[str, Any]:
+    """A chat message as `chat:message` data (history and snapshots use the same shape)."""
+    view: dict[str, Any] = {
+        "id": str(row["id"]), "room": room, "seq": row["seq"],
+        "user": {"id": str(row["user_id"]), "name": row["name"]},
+        "text": row["text"], "ts": int(row["created_at"].timestamp() * 1000),
+    }
+    if row.get("reply_to"):
+        view["reply_to"] = str(row["reply_to"])
+    if row.get("edited_at"):
+        view["edited_at"] = int(row["edited_at"].timestamp() * 1000)
+    if row.get("reactions"):
+        view["reactions"] = row["reactions"]
+    return view
+
+
+def bind(live: Live) -> None:
+    core = live.core
+    sio = live.sio
+    settings = core.settings.live
+    limits = LiveLimits(core.redis, core.keys) if core.redis is not None else None
+
+    def limiter() -> LiveLimits:
+        nonlocal limits
+        if limits is None:
+            limits = LiveLimits(core.redis, core.keys)
+        return limits
+
+    @sio.on("room:join", namespace="/live")
+    @event_handler
+    async def room_join(sid: str, data: Any) -> Any:
+        req = decode(JoinIn, data)
+        rn = parse_room(req.room)
+        if req.last_seq is not None and req.last_seq < 0:
+            raise field_error("last_seq", "must be >= 0")
+        conn = live.conn(sid)
+        if conn is None:
+            raise FoyerError("unauthorized", "not connected")
+        if rn.name not in conn.members and len(conn.members) >= settings.live_max_rooms_per_connection:
+            raise FoyerError("limit_exceeded", "this connection is in too many rooms",
+                             details={"max": settings.live_max_rooms_per_connection})
+        wait = await limiter().hit("act", str(conn.user_id), limit=settings.live_action_rate_limit,
+                                   window=settings.live_chat_rate_window_seconds)
+        if wait:
+            raise rate_limited_ms(wait)
+        async with core.db.transaction("room.join") as tx:
+            grant = await authorize_join(tx, conn.principal, rn)
+            if rn.kind != "user":
+                banned = await chat_store.is_banned(tx, rn.name, conn.user_id)
+                if banned is not False:
+                    raise FoyerError("banned", "you are banned from this room",
+                                     details={"until": banned.isoformat() if banned else None})
+            if conn.name is None:
+                conn.name = await room_store.user_name(tx, conn.user_id)
+                if conn.name is None:
+                    raise FoyerError("unauthorized", "this account is not active")
+            await outbox.append(tx, type="room.joined", event_id=grant.event_id, data={
+                "room": rn.name, "user_id": str(conn.user_id), "node": core.node_id,
+                "rejoin": req.last_seq is not None,
+            })
+        room = await live.open_room(rn.name, grant.event_id)
+        member = live.add_member(conn, room, can_moderate=grant.can_moderate)
+        try:
+            ack = await join_ack(live, room, rn, req.last_seq, req.epoch)
+            ack["presence"] = await live.presence.summary(room)
+        except BaseException:
+            live.leave(conn, rn.name)
+            raise
+        if grant.can_moderate:
+            ack["moderator"] = True
+        if room.slow_mode_seconds:
+            ack["slow_mode"] = room.slow_mode_seconds
+        seq = ack["seq"]
+
+        def go_live() -> None:
+            if conn.members.get(rn.name) is member:
+                room.make_ready(member, seq)
+
+        return AfterAck(ack, go_live)
+
+    @sio.on("room:leave", namespace="/live")
+    @event_handler
+    async def room_leave(sid: str, data: Any) -> Any:
+        req = decode(RoomIn, data)
+        rn = parse_room(req.room)
+        conn = live.conn(sid)
+        if conn is None:
+            raise FoyerError("unauthorized", "not connected")
+        return ok(room=rn.name, left=live.leave(conn, rn.name))
+
+
+async def join_ack(live: Live, room: LocalRoom, rn: RoomName, last_seq: int | None, epoch: str | None) -> dict[str, Any]:
+    core = live.core
+    store = streams_of(core)
+    if last_seq is not None:
+        meta, entries = await store.read(rn.name, after=last_seq, count=core.settings.live.live_stream_maxlen)
+        if meta is not None and (epoch is None or epoch == meta.epoch):
+            if last_seq >= meta.last:
+                return ok(room=rn.name, seq=last_seq, epoch=meta.epoch, history=[])
+            if entries and entries[0][0] == last_seq + 1 and entries[-1][0] - entries[0][0] + 1 == len(entries):
+                history = []
+                for seq, body in entries:
+                    event, _, data = body.partition(b"\n")
+                    history.append({"event": event.decode(),
+                                    "data": orjson.Fragment(event_json(room.room_json, seq, data))})
+                return ok(room=rn.name, seq=entries[-1][0], epoch=meta.epoch, history=history)
+    ack = await snapshot(live, rn)
+    if last_seq is not None:
+        ack["resync"] = True
+    return ack
+
+
+async def snapshot(live: Live, rn: RoomName) -> dict[str, Any]:
+    """History and contributed state as of one consistent PostgreSQL snapshot, with its seq."""
+    core = live.core
+    async with core.db.transaction("room.snapshot", isolation="repeatable_read", readonly=True) as tx:
+        seq = await room_store.room_seq(tx, rn.name)
+        rows = await chat_store.history(tx, rn.name, upto_seq=seq, limit=core.settings.live.live_history_size)
+        state: dict[str, Any] = {}
+        for name, fn in live.snapshot_contributors.items():
+            state[name] = await fn(tx, rn, seq)
+    meta = await streams_of(core).meta(rn.name)
+    history = [{"event": "chat:message", "data": message_view(r, rn.name)} for r in rows]
+    return ok(room=rn.name, seq=seq, epoch=meta.epoch if meta else None, history=history, snapshot=state)
+
+
+def rate_limited_ms(wait_ms: int, message: str = "too many actions, slow down") -> FoyerError:
+    seconds = max(1, -(-wait_ms // 1000))
+    return FoyerError("rate_limited", message, details={"retry_after": seconds, "retry_after_ms": wait_ms},
+                      headers={"Retry-After": str(seconds)})
