@@ -16,7 +16,7 @@ class LiveSettings:
     )
     # --- replay ---------------------------------------------------------------------------------
     live_stream_maxlen: int = setting(
-        10_000, help="Room events kept per room in its Redis replay stream (approximate trim). A client "
+        10_000, help="Room events kept per room in its Redis replay stream. A client "
         "that reconnects further behind than this gets `resync` (Socket.IO's Redis Streams adapter keeps 10,000)."
     )
     live_stream_ttl_seconds: int = setting(

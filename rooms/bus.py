@@ -131,7 +131,8 @@ class Bus:
         backoff = 0.1
         while True:
             sub = RedisSubscriber(self.url, on_message=self._on_message, on_subscribed=self._on_subscribed,
-                                  name=f"foyer-bus-{self.core.node_id}")
+                                  name=f"foyer-bus-{self.core.node_id}",
+                                  connect_timeout=max(1.0, min(5.0, self.timeout)))
             try:
                 await sub.connect()
             except asyncio.CancelledError:

@@ -2,7 +2,7 @@
 
 | outbox type           | room               | socket event        | payload (besides room, seq)          |
 |-----------------------|--------------------|---------------------|--------------------------------------|
-| `schedule.changed`    | `event:{event_id}` | `schedule:changed`  | `{version, delta}` (delta = data)    |
+| `schedule.changed`    | `event:{event_id}` | `schedule:changed`  | the delta: `{event_id, version, previous_version, changes}` |
 | `ticket.checked_in`   | `staff:{event_id}` | `checkin:update`    | `{checked_in?, checkin}` (= data)    |
 | `announcement.posted` | `event:{event_id}` | `announcement`      | `{announcement}` (= data)            |
 
@@ -24,6 +24,7 @@ from storage.outbox import OutboxEvent
 
 log = logging.getLogger("foyer.rooms.consumers")
 
+_RESERVED = ("room", "seq")
 TYPES = frozenset({"schedule.changed", "ticket.checked_in", "announcement.posted"})
 
 
@@ -33,7 +34,7 @@ def route(ev: OutboxEvent) -> tuple[str, str, dict[str, Any]] | None:
         return None
     data = ev.data if isinstance(ev.data, dict) else {"value": ev.data}
     if ev.type == "schedule.changed":
-        return f"event:{ev.event_id}", "schedule:changed", {"version": data.get("version"), "delta": data}
+        return f"event:{ev.event_id}", "schedule:changed", {k: v for k, v in data.items() if k not in _RESERVED}
     if ev.type == "ticket.checked_in":
         out: dict[str, Any] = {"checkin": data}
         for key in ("checked_in", "checked_in_count", "count"):

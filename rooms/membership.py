@@ -93,6 +93,7 @@ def bind(live: Live) -> None:
                 conn.name = await room_store.user_name(tx, conn.user_id)
                 if conn.name is None:
                     raise FoyerError("unauthorized", "this account is not active")
+            await room_store.ensure_room(tx, rn.name, grant.event_id)
             await outbox.append(tx, type="room.joined", event_id=grant.event_id, data={
                 "room": rn.name, "user_id": str(conn.user_id), "node": core.node_id,
                 "rejoin": req.last_seq is not None,

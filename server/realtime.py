@@ -365,3 +365,14 @@ def attach(app: web.Application, sio: socketio.AsyncServer) -> None:
     sio.attach(app, socketio_path="socket.io")
     app[SIO] = sio
 
+    async def close_connections(app: web.Application) -> None:
+        """On shutdown, end every Socket.IO connection first (clients reconnect elsewhere and
+        replay), so the graceful-shutdown wait is not spent on long-lived WebSockets."""
+        if sio.eio.sockets:
+            try:
+                await asyncio.wait_for(sio.eio.disconnect(), 5.0)
+            except Exception:  # shutting down; what is left is cancelled by aiohttp
+                log.debug("closing socket.io connections on shutdown failed", exc_info=True)
+
+    app.on_shutdown.append(close_connections)
+

@@ -144,7 +144,7 @@ if seq > last + 1 then
 end
 local body = ARGV[2]
 while body do
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], seq .. '-0', 'b', body)
+  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], seq .. '-0', 'b', body)
   redis.call('PUBLISH', ARGV[4], seq .. '\\n' .. body)
   last = seq
   seq = seq + 1

@@ -71,7 +71,7 @@ class Client(LiveClient):
 
     async def send(self, room: str, text: str, client_id: str | None = None, **extra: Any) -> dict:
         return await self.call("chat:send", {"room": room, "text": text,
-                                             "client_id": client_id or uuid.uuid4().hex, **extra})
+                                             "client_id": uuid.uuid4().hex if client_id is None else client_id, **extra})
 
     def room_events(self, room: str) -> list[tuple[str, dict]]:
         out = []
@@ -85,15 +85,15 @@ class Client(LiveClient):
     def seqs(self, event: str) -> list[int]:
         return [d["seq"] for d in self.events.get(event, [])]
 
-    async def wait_until(self, predicate, *, timeout: float = 10.0) -> None:
+    async def wait_until(self, predicate, *, within: float = 10.0) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within
         while not predicate():
             if loop.time() > deadline:
                 raise AssertionError("condition not met in time; events: "
                                      + repr({k: len(v) for k, v in self.events.items()}))
             await asyncio.sleep(0.02)
 
-    async def wait_messages(self, n: int, *, timeout: float = 10.0) -> list[dict]:
-        await self.wait_until(lambda: len(self.events.get("chat:message", [])) >= n, timeout=timeout)
+    async def wait_messages(self, n: int, *, within: float = 10.0) -> list[dict]:
+        await self.wait_until(lambda: len(self.events.get("chat:message", [])) >= n, within=within)
         return self.events["chat:message"]
