@@ -46,6 +46,7 @@ class Live:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._fill_locks: dict[str, asyncio.Lock] = {}
+        self._delivered_closed = 0
         self.presence = Presence(core, self.rooms)
         # name -> fn(conn, RoomName, seq): state added to join snapshots (see add_snapshot)
         self.snapshot_contributors: dict[str, Any] = {}
@@ -57,6 +58,9 @@ class Live:
         return streams_of(self.core)
 
     # --- lifecycle ----------------------------------------------------------------------------
+
+    def delivered_total(self) -> int:
+        return self._delivered_closed + sum(r.delivered for r in self.rooms.values())
 
     def add_snapshot(self, name: str, fn: Any) -> None:
         """Contribute `snapshot[name]` to fresh/resync join acks: `await fn(conn, room_name, seq)`
@@ -163,6 +167,7 @@ class Live:
         if room.members or self.rooms.get(room.name) is not room:
             return
         del self.rooms[room.name]
+        self._delivered_closed += room.delivered
         self.bus.detach(room)
         if room.gap_handle is not None:
             room.gap_handle.cancel()
