@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 from aiohttp import web
 
@@ -49,10 +51,39 @@ def _fcm(core: Core) -> FcmAdapter | None:
                       token_uri=s.fcm_token_uri, timeout=s.fcm_timeout_seconds, threads=s.push_threads)
 
 
+class LiveInApp:
+    """In-app notifications through the live rooms: cross-node presence and the one emit path.
+
+    A notification is a durable event `notification` in the user's private room `user:{id}`
+    (replayed after a reconnect), deduplicated by its id, so a redelivered fact emits it once.
+    """
+
+    CHUNK = 500  # presence lookups in flight at once
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    async def online_users(self, user_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        from rooms.presence import is_user_online
+
+        online: set[uuid.UUID] = set()
+        for i in range(0, len(user_ids), self.CHUNK):
+            chunk = user_ids[i:i + self.CHUNK]
+            flags = await asyncio.gather(*(is_user_online(self.core, u) for u in chunk))
+            online.update(u for u, on in zip(chunk, flags, strict=True) if on)
+        return online
+
+    async def send(self, user_id: uuid.UUID, payload: dict[str, Any]) -> None:
+        from rooms.broadcast import publish
+
+        await publish(self.core, room=f"user:{user_id}", event="notification", data=payload,
+                      dedupe_key=f"notify:{payload['id']}")
+
+
 def setup(app: web.Application, core: Core) -> None:
     s = core.settings.notify
     worker = PushWorker(core, _fcm(core))
-    notifier = Notifier(core, worker)
+    notifier = Notifier(core, worker, LiveInApp(core))
     email = EmailService(core, Mailer(s), EmailComposer(sender=s.email_from))
     accounts = AccountEmails(core, email, app[ACCOUNTS].passwords)
     calendars = Calendars(core)

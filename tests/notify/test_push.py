@@ -3,6 +3,7 @@ tokens, retries with Retry-After), quiet hours, expiry and exactly-once enqueuei
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, time, timedelta
 
@@ -155,32 +156,48 @@ async def test_preferences_quiet_hours_and_expiry(node, napi, ndb, fcm):
     assert (await hub.notifier.notify(stale, users)).push_enqueued == 0
 
 
-async def test_online_users_get_in_app_not_push(node, napi, fcm):
-    """Until the live rooms land, presence and emits come from a minimal in-memory channel."""
-    class Channel:
-        def __init__(self, online):
-            self.online, self.sent = online, []
+async def test_online_users_get_in_app_not_push(node, napi, ndb, fcm):
+    """Presence and in-app emits are the live rooms' (real Socket.IO clients on `user:{id}`)."""
+    from tests.support.live import LiveClient
 
-        async def online_users(self, user_ids):
-            return {u for u in user_ids if u in self.online}
-
-        async def send(self, user_id, payload):
-            self.sent.append((user_id, payload))
-
-    hub = node.app[NOTIFY]
+    organizer = await napi.register("Org")
     online_user, both_user, offline_user = (await napi.register("On"), await napi.register("Both"),
                                             await napi.register("Off"))
+    event = await make_event(ndb, organizer.id)
     for u, tok in ((online_user, "tok-online-001"), (both_user, "tok-both-00002"), (offline_user, "tok-off-000003")):
+        await add_attendee(ndb, event["id"], u.id)
         await _register(napi, u, tok)
     await napi.patch("/api/me/notification-preferences", user=both_user, json={"in_app_and_push": True})
+    clients = []
+    for u in (online_user, both_user):
+        client = LiveClient(str(node.make_url("/")), token=u.access_token)
+        await client.connect()
+        ack = await client.call("room:join", {"room": f"user:{u.id}"})
+        assert ack["ok"] is True, ack
+        clients.append(client)
+    hub = node.app[NOTIFY]
     ids = [uuid.UUID(u.id) for u in (online_user, both_user, offline_user)]
-    channel = Channel({ids[0], ids[1]})
-    hub.notifier.in_app = channel
-    report = await hub.notifier.notify(Notification(key="t:x", kind="announcement", title="Hi", body="b"), ids)
-    assert sorted(report.in_app) == sorted(ids[:2]) and sorted(report.push_users) == sorted(ids[1:])
-    assert channel.sent[0][1]["id"] == "t:x" and channel.sent[0][1]["kind"] == "announcement"
-    await eventually(lambda: fcm.fake.delivered.get("tok-both-00002") and fcm.fake.delivered.get("tok-off-000003"))
-    assert "tok-online-001" not in fcm.fake.delivered
+    await eventually(lambda: _online_count(hub, ids, 2), within=15)
+    try:
+        fact = await append_outbox(ndb, "announcement.posted", {"title": "Doors", "text": "Open now"},
+                                   event_id=event["id"])
+        await deliver(node.app, "notify.push")
+        await deliver(node.app, "notify.push")  # redelivered: no second in-app event, no second push
+        for client, user in zip(clients, (online_user, both_user), strict=True):
+            got = await client.wait_for("notification") if not client.events["notification"] else \
+                client.events["notification"][0]
+            assert got["room"] == f"user:{user.id}" and got["id"] == str(fact.id) and got["title"] == "Doors"
+        await eventually(lambda: fcm.fake.delivered.get("tok-both-00002") and fcm.fake.delivered.get("tok-off-000003"))
+        assert "tok-online-001" not in fcm.fake.delivered
+        await asyncio.sleep(0.2)
+        assert [len(c.events["notification"]) for c in clients] == [1, 1]
+    finally:
+        for client in clients:
+            await client.disconnect()
+
+
+async def _online_count(hub, ids, expected):
+    return len(await hub.notifier.in_app.online_users(ids)) == expected
 
 
 # --- pure units --------------------------------------------------------------------------------
