@@ -38,5 +38,7 @@ class Component:
 def all_components() -> list[Component]:
     from server.components import accounts, door, events, live, notify, reach, tickets
 
-    return [accounts.COMPONENT, events.COMPONENT, tickets.COMPONENT, live.COMPONENT, reach.COMPONENT,
-            notify.COMPONENT, door.COMPONENT]
+    # reach last: its lifespan starts the outbox relay, which asks every component for its consumers
+    # once their lifespans have built what those consumers use (and stops the relay first).
+    return [accounts.COMPONENT, events.COMPONENT, tickets.COMPONENT, live.COMPONENT, notify.COMPONENT,
+            door.COMPONENT, reach.COMPONENT]

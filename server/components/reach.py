@@ -1,7 +1,112 @@
-"""Wiring of the reach capability."""
+"""Wiring of the reach capability: the outbox relay (+ Kafka), the node registry, analytics, admin.
+
+The relay's consumers are gathered from every component's `consumers` factory when this
+component's lifespan starts. Reach is mounted last (server/components/__init__.py), so every
+other component's lifespan has built its services before its consumers are asked for, and the
+relay stops before they do.
+"""
 
 from __future__ import annotations
 
-from server.components import Component
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 
-COMPONENT = Component(name="reach")
+from aiohttp import web
+
+from domain.consumers import Consumer
+from domain.services import Core
+from integrations.kafka import KafkaConfig, KafkaPublisher
+from server.components import Component
+from server.relay import Relay, RelayMetrics
+from storage import admin as admin_store
+
+log = logging.getLogger("foyer.reach")
+
+
+@dataclass
+class ReachState:
+    """Per-app runtime of the reach component (a mutable holder: the app is frozen once started)."""
+
+    kind: str = "serve"  # "serve" or "worker" (set by server/worker.py)
+    node_id: str = ""
+    started_at: float = field(default_factory=time.time)
+    relay: Relay | None = None
+    metrics: RelayMetrics | None = None
+    extra: dict = field(default_factory=dict)
+
+
+REACH: web.AppKey[ReachState] = web.AppKey("foyer.reach", ReachState)
+
+
+def setup(app: web.Application, core: Core) -> None:
+    from server.metrics import METRICS
+
+    app[REACH] = ReachState(node_id=core.node_id, metrics=RelayMetrics(app[METRICS].registry))
+
+
+def gather_consumers(app: web.Application, core: Core) -> list[Consumer]:
+    from server.app import COMPONENTS
+
+    consumers: list[Consumer] = []
+    for component in app[COMPONENTS]:
+        if component.consumers is not None:
+            consumers.extend(component.consumers(app, core))
+    return consumers
+
+
+async def _heartbeat_loop(app: web.Application, core: Core) -> None:
+    state = app[REACH]
+    interval = core.settings.reach.node_heartbeat_seconds
+    info = {"kind": state.kind, "host": socket.gethostname(), "pid": os.getpid(), "started_at": state.started_at,
+            "port": core.settings.port if state.kind == "serve" else None}
+    failures = 0
+    while True:
+        try:
+            relay = state.relay
+            await admin_store.heartbeat(core.redis, core.keys, core.node_id,
+                                        {**info, "relay": bool(relay),
+                                         "streams": relay.stream_names if relay else []},
+                                        ttl=interval * 3)
+            failures = 0
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            failures += 1
+            log.warning("node heartbeat failed", exc_info=failures == 1)
+        await asyncio.sleep(interval)
+
+
+async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
+    state = app[REACH]
+    settings = core.settings
+    if settings.reach.relay_enabled:
+        publisher = KafkaPublisher(KafkaConfig.from_settings(settings)) if settings.kafka_bootstrap else None
+        state.relay = Relay(
+            db=core.db, dsn=settings.database_url or "", node_id=core.node_id, settings=settings.reach,
+            consumers=gather_consumers(app, core), publisher=publisher, metrics=state.metrics,
+        )
+        await state.relay.start()
+    heartbeat = asyncio.get_running_loop().create_task(_heartbeat_loop(app, core), name="node-heartbeat")
+    try:
+        yield
+    finally:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
+        if state.relay is not None:
+            await state.relay.stop()
+        with contextlib.suppress(Exception):
+            await admin_store.remove_node(core.redis, core.keys, core.node_id)
+
+
+def consumers(app: web.Application, core: Core) -> list[Consumer]:
+    return []
+
+
+COMPONENT = Component(name="reach", setup=setup, lifespan=lifespan, consumers=consumers)
