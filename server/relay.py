@@ -133,7 +133,10 @@ class Relay:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # bounded: a library that swallows a cancellation must not hang shutdown
+            _done, pending = await asyncio.wait(self._tasks, timeout=5)
+            for task in pending:
+                log.warning("relay: task %s did not stop", task.get_name())
         self._tasks.clear()
         for stream in self.streams:  # hand streams over at once instead of after the lease
             with contextlib.suppress(Exception):

@@ -60,13 +60,17 @@ def gather_consumers(app: web.Application, core: Core) -> list[Consumer]:
     return consumers
 
 
-async def _heartbeat_loop(app: web.Application, core: Core) -> None:
+async def _heartbeat_loop(app: web.Application, core: Core, stop: asyncio.Event) -> None:
+    """Refresh this node's registry entry until `stop` is set.
+
+    Stops on the event rather than only on cancellation: redis-py can swallow a CancelledError
+    that lands inside a pipeline, which would leave a cancelled loop running forever."""
     state = app[REACH]
     interval = core.settings.reach.node_heartbeat_seconds
     info = {"kind": state.kind, "host": socket.gethostname(), "pid": os.getpid(), "started_at": state.started_at,
             "port": core.settings.port if state.kind == "serve" else None}
     failures = 0
-    while True:
+    while not stop.is_set():
         try:
             relay = state.relay
             await admin_store.heartbeat(core.redis, core.keys, core.node_id,
@@ -79,7 +83,8 @@ async def _heartbeat_loop(app: web.Application, core: Core) -> None:
         except Exception:
             failures += 1
             log.warning("node heartbeat failed", exc_info=failures == 1)
-        await asyncio.sleep(interval)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
 
 
 async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
@@ -92,13 +97,14 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
             consumers=gather_consumers(app, core), publisher=publisher, metrics=state.metrics,
         )
         await state.relay.start()
-    heartbeat = asyncio.get_running_loop().create_task(_heartbeat_loop(app, core), name="node-heartbeat")
+    stop = asyncio.Event()
+    heartbeat = asyncio.get_running_loop().create_task(_heartbeat_loop(app, core, stop), name="node-heartbeat")
     try:
         yield
     finally:
+        stop.set()
         heartbeat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeat
+        await asyncio.wait([heartbeat], timeout=5)
         if state.relay is not None:
             await state.relay.stop()
         with contextlib.suppress(Exception):

@@ -79,6 +79,9 @@ async def test_outbox_to_kafka_envelopes_topics_and_order_per_key(rdb, database_
             more = await append_mixed(rdb, foyer_events, rounds=3)  # woken by NOTIFY while running
             written += more
             await reader.read_until(lambda recs: len(recs) >= len(written))
+        last = max(e.seq for e in written)
+        await wait_until(lambda: rdb.fetchval("SELECT last_seq = $2 FROM relay_streams WHERE name = $1",
+                                              KAFKA_STREAM, last), what="cursor at the end")
     finally:
         await relay.stop()
     assert publisher._producer is None  # stopped with the relay
