@@ -124,7 +124,7 @@ async def test_oversized_record_is_dead_lettered_and_the_stream_continues(rdb, d
             await wait_until(lambda: store.list_dead_letters(rdb.pool), what="dead letter")
     finally:
         await relay.stop()
-    assert reader.ids() == [str(ok1.id), str(ok2.id)]
+    assert sorted(reader.ids()) == sorted([str(ok1.id), str(ok2.id)])
     letters = await store.list_dead_letters(rdb.pool)
     assert [(d.consumer, d.event_id) for d in letters] == [(KAFKA_STREAM, big.id)]
     assert "MessageSizeTooLarge" in letters[0].error
