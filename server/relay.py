@@ -161,7 +161,7 @@ class Relay:
             try:
                 conn = await asyncpg.connect(self.dsn, server_settings={"application_name": "foyer relay listen"})
                 closed = asyncio.Event()
-                conn.add_termination_listener(lambda _c: closed.set())
+                conn.add_termination_listener(lambda _c, ev=closed: ev.set())
                 await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self.wake())
                 failures = 0
                 self._listening.set()
@@ -376,8 +376,9 @@ class Relay:
                                            active_within_seconds=ACTIVE_STREAM_WINDOW_SECONDS)
                 if time.monotonic() - last_prune > PRUNE_INTERVAL_SECONDS:
                     last_prune = time.monotonic()
-                    while await store.prune(self.db.pool, older_than_seconds=retention) >= 10_000:
-                        await asyncio.sleep(0)
+                    for _ in range(100):  # bounded per sweep; the next sweep goes on
+                        if await store.prune(self.db.pool, older_than_seconds=retention) < 10_000:
+                            break
                 failures = 0
             except asyncio.CancelledError:
                 raise

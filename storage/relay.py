@@ -4,8 +4,9 @@ Guarantees (see server/relay.py for the loop that uses them, docs/events.md for 
 - A stream (one in-process consumer, or `kafka`) is worked on by one node at a time: the node
   holding an unexpired lease (`claim`); every progress write is fenced by `owner = node`, so a
   node that lost its lease cannot move the cursor.
-- `fetch_batch` returns rows in (txid, seq) order, only from finished transactions
-  (txid < snapshot xmin), so rows that commit out of sequence order are never skipped. It also
+- `fetch_batch` returns rows in (txid, seq) order, only from finished transactions (txid below
+  the oldest transaction still running in this database), so rows that commit out of sequence
+  order are never skipped. It also
   returns the "tail": the last finished row of any type, so a type-filtered stream can move its
   cursor past rows it does not want once it has caught up.
 - `advance` records the (consumer, event id) pairs and moves the cursor in one statement.
@@ -24,7 +25,21 @@ from storage.outbox import OutboxEvent
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
-_HORIZON = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint"
+# The read horizon: the oldest transaction still running in THIS database when the statement's
+# snapshot was taken (else the snapshot's xmax). Rows of transactions below it are final.
+# pg_snapshot_xmin alone would be the oldest running transaction of the whole cluster, so a slow
+# transaction in another database (a DROP DATABASE, a batch job) would delay delivery here.
+# An in-progress xid is skipped only when pg_stat_activity proves it belongs to another database;
+# one it cannot place (finished meanwhile, or not visible to this role) counts as ours: safe.
+_HORIZON_CTE = """s AS MATERIALIZED (SELECT pg_current_snapshot() AS snap),
+    foreign_xids AS MATERIALIZED (
+        SELECT backend_xid::text::bigint AS x FROM pg_stat_activity
+         WHERE backend_xid IS NOT NULL AND datname IS DISTINCT FROM current_database()),
+    h AS MATERIALIZED (
+        SELECT coalesce(
+            (SELECT min(x::text::bigint) FROM s, pg_snapshot_xip(s.snap) AS x
+              WHERE (x::text::bigint % 4294967296) NOT IN (SELECT f.x FROM foreign_xids f)),
+            (SELECT pg_snapshot_xmax(s.snap)::text::bigint FROM s)) AS x)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +99,7 @@ async def fetch_batch(
 ) -> Batch:
     """Up to `limit` rows after `after` (optionally only `types`), in (txid, seq) order, plus the tail."""
     rows = await conn.fetch(
-        f"""WITH h AS MATERIALIZED (SELECT {_HORIZON} AS x),
+        f"""WITH {_HORIZON_CTE},
                  tail AS (SELECT o.txid, o.seq FROM outbox o, h WHERE o.txid < h.x
                            ORDER BY o.txid DESC, o.seq DESC LIMIT 1)
             SELECT tail.txid AS tail_txid, tail.seq AS tail_seq, b.*

@@ -112,7 +112,15 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
 
 
 def consumers(app: web.Application, core: Core) -> list[Consumer]:
-    return []
+    from domain.analytics.consumers import analytics_consumers
+
+    return analytics_consumers(core)
 
 
-COMPONENT = Component(name="reach", setup=setup, lifespan=lifespan, consumers=consumers)
+def _routers() -> tuple:
+    from handlers import admin, analytics, support
+
+    return (analytics.router, admin.router, support.router)
+
+
+COMPONENT = Component(name="reach", routers=_routers(), setup=setup, lifespan=lifespan, consumers=consumers)
