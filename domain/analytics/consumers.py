@@ -120,8 +120,7 @@ async def apply_sales(conn: asyncpg.Connection, e: OutboxEvent, event_id: uuid.U
         code = str(d.get("code") or "")
         channel = str(d.get("channel") or "")
         if order_id is not None and await agg.link_order_referral(conn, order_id, event_id, code, channel):
-            await agg.add_referral(conn, event_id, code, channel, orders=1,
-                                   registrations=int(d.get("tickets") or d.get("quantity") or 1),
+            await agg.add_referral(conn, event_id, code, channel, orders=1, registrations=1,
                                    revenue=int(d.get("amount_cents") or 0))
 
 
@@ -187,12 +186,14 @@ async def apply_reach(conn: asyncpg.Connection, e: OutboxEvent, event_id: uuid.U
         await agg.add_referral(conn, event_id, str(d.get("code") or ""), str(d.get("channel") or ""), visits=1)
         await agg.add_totals(conn, event_id, visits=1)
     elif e.type == "feedback.submitted":
-        user_id = _uuid(d.get("user_id"))
+        # notify's payload: {feedback_id, session_id, rating, previous_rating, has_comment, ...}; one
+        # feedback row per user and session, so feedback_id identifies "this person's rating here".
+        who = _uuid(d.get("feedback_id")) or _uuid(d.get("user_id"))
         rating = int(d.get("rating") or 0)
-        if user_id is None or not 1 <= rating <= 5:
+        if who is None or not 1 <= rating <= 5:
             return
-        await agg.set_feedback(conn, event_id, _uuid(d.get("session_id")) or agg.NIL, user_id, rating,
-                               bool((d.get("comment") or "").strip()))
+        has_comment = bool(d["has_comment"]) if "has_comment" in d else bool((d.get("comment") or "").strip())
+        await agg.set_feedback(conn, event_id, _uuid(d.get("session_id")) or agg.NIL, who, rating, has_comment)
 
 
 REACH_TYPES = frozenset({"referral.visited", "feedback.submitted"})

@@ -55,7 +55,7 @@ async def scenario(api, db):
     status, free = await api.post(f"/api/events/{eid}/ticket-types", user=organizer,
                                   json={"name": "Free", "price_cents": 0, "currency": "EUR", "capacity": 4})
     assert status == 201, free
-    u1, u2, t1, t2, t3 = (str(uuid.uuid4()) for _ in range(5))
+    u1, u2, t1, t2, t3, fb1, fb2, fb3 = (str(uuid.uuid4()) for _ in range(8))
     paid_order, free_order = str(uuid.uuid4()), str(uuid.uuid4())
     scan_time = datetime.fromisoformat(at(1)) - timedelta(minutes=5)
     await facts(db, eid, [
@@ -67,13 +67,17 @@ async def scenario(api, db):
                           "currency": "EUR", "items": [{"ticket_type_id": free["id"], "quantity": 2,
                                                         "unit_price_cents": 0}]}),
         ("order.placed", {"order_id": paid_order, "user_id": u2, "status": "held", "total_cents": 5000,
-                          "currency": "EUR", "referral_code": "friend1", "referral_channel": "x",
+                          "currency": "EUR",
                           "items": [{"ticket_type_id": vip["id"], "quantity": 1, "unit_price_cents": 5000}]}),
         ("order.paid", {"order_id": paid_order, "user_id": u2, "total_cents": 5000, "currency": "EUR",
                         "previous_status": "held",
                         "items": [{"ticket_type_id": vip["id"], "quantity": 1, "unit_price_cents": 5000}]}),
         ("ticket.issued", {"order_id": free_order, "user_id": u1, "tickets": [{"id": t1}, {"id": t2}]}),
         ("ticket.issued", {"order_id": paid_order, "user_id": u2, "tickets": [{"id": t3}]}),
+        ("referral.converted", {"order_id": paid_order, "code": "friend1", "channel": "x", "amount_cents": 5000,
+                                "currency": "EUR"}),
+        ("referral.converted", {"order_id": paid_order, "code": "friend1", "channel": "x", "amount_cents": 5000,
+                                "currency": "EUR"}),  # a second fact for the same order counts once
         ("order.refunded", {"order_id": paid_order, "user_id": u2, "total_cents": 5000, "currency": "EUR",
                             "amount_cents": 1000, "refunded_cents": 1000, "status": "paid",
                             "voided_ticket_ids": [], "items": []}),
@@ -96,10 +100,14 @@ async def scenario(api, db):
         ("vote.cast", {"room": f"session:{sid}", "user_id": u1}),
         ("vote.cast", {"room": f"session:{sid}", "user_id": u2}),
         ("message.posted", {"room": "lobby", "user_id": u2}),
-        ("feedback.submitted", {"user_id": u1, "session_id": sid, "rating": 4}),
-        ("feedback.submitted", {"user_id": u1, "session_id": sid, "rating": 2}),  # changed its mind
-        ("feedback.submitted", {"user_id": u2, "session_id": sid, "rating": 5, "comment": "great"}),
-        ("feedback.submitted", {"user_id": u2, "rating": 4}),  # the event itself
+        # notify's shape: one feedback row (feedback_id) per user and session; changes repeat it
+        ("feedback.submitted", {"feedback_id": fb1, "session_id": sid, "rating": 4, "previous_rating": None,
+                                "has_comment": False}),
+        ("feedback.submitted", {"feedback_id": fb1, "session_id": sid, "rating": 2, "previous_rating": 4,
+                                "has_comment": False}),  # changed its mind
+        ("feedback.submitted", {"feedback_id": fb2, "session_id": sid, "rating": 5, "previous_rating": None,
+                                "has_comment": True}),
+        ("feedback.submitted", {"feedback_id": fb3, "session_id": None, "rating": 4, "has_comment": False}),
     ])
     return organizer, event, session, vip, free, (u1, u2, t1, t3)
 
