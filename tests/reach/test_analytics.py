@@ -3,6 +3,7 @@ redelivery, as CSV, and behind the organizer + 2FA policy."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import uuid
@@ -230,3 +231,27 @@ async def test_live_window_and_unknown_types_are_harmless(api, db):
     status, fb = await api.get(f"/api/events/{eid}/analytics/feedback", user=owner)
     assert fb["results"] == []
     assert await db.fetchval("SELECT count(*) FROM relay_dead_letters") == 0
+
+
+@pytest.mark.multinode
+async def test_two_nodes_count_every_fact_once(nodes, rdb, http):
+    """Two `run.py serve` nodes both run the relay and the analytics consumers: each fact counts once."""
+    from tests.support.api import Api
+
+    env = {"FOYER_RELAY_LEASE_SECONDS": "1.5", "FOYER_RELAY_POLL_SECONDS": "0.1", "FOYER_ARGON2_TIME_COST": "1",
+           "FOYER_ARGON2_MEMORY_KIB": "8192"}
+    a, b = await asyncio.gather(nodes.start(env=env), nodes.start(env=env))
+    api_a = Api(a.url, http)
+    owner = await api_a.register_2fa("Owner")
+    event = await create_event(api_a, owner)
+    eid = uuid.UUID(event["id"])
+    for round_ in range(10):
+        await facts(rdb, eid, [("message.posted", {"room": "lobby", "user_id": str(uuid.uuid4())})
+                               for _ in range(20)])
+        if round_ == 4:
+            a.kill()  # one node dies mid-stream: its streams move to the other after the lease
+    await caught_up(rdb)
+    status, body = await Api(b.url, http).get(f"/api/events/{eid}/analytics", user=owner)
+    assert status == 200 and body["totals"]["messages"] == 200
+    owners = {r["owner"] for r in await rdb.fetch("SELECT owner FROM relay_streams WHERE name LIKE 'analytics.%'")}
+    assert owners == {f"test-node-{b.port}"}
