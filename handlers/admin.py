@@ -5,10 +5,13 @@ Every route requires a global admin (`domain.policy.require_admin`: `forbidden` 
 
 from __future__ import annotations
 
+import time
 import uuid
-from typing import Annotated, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
 
 import msgspec
+from aiohttp import web
 
 from domain import support
 from domain.errors import not_found
@@ -19,6 +22,23 @@ from storage import outbox
 from storage import relay as relay_store
 
 router = Router("admin", "Global admins: system health, the relay, user support, support requests.")
+
+
+@dataclass
+class ReachState:
+    """Per-app runtime of the reach component (a mutable holder: the app is frozen once started).
+
+    Set up by server/components/reach.py; `relay` is the node's `server.relay.Relay` or None."""
+
+    kind: str = "serve"  # "serve" or "worker" (set by server/worker.py)
+    node_id: str = ""
+    started_at: float = field(default_factory=time.time)
+    relay: Any = None
+    metrics: Any = None
+    extra: dict = field(default_factory=dict)
+
+
+REACH: web.AppKey[ReachState] = web.AppKey("foyer.reach", ReachState)
 
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 Note = Annotated[str, msgspec.Meta(max_length=2000)]
@@ -46,9 +66,7 @@ class DeadLetterQuery(msgspec.Struct, forbid_unknown_fields=True):
     limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 100
 
 
-def _reach(req: ApiRequest):
-    from server.components.reach import REACH
-
+def _reach(req: ApiRequest) -> ReachState:
     return req.app[REACH]
 
 

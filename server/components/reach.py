@@ -13,35 +13,19 @@ import contextlib
 import logging
 import os
 import socket
-import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from domain.consumers import Consumer
 from domain.services import Core
+from handlers.admin import REACH, ReachState
 from integrations.kafka import KafkaConfig, KafkaPublisher
 from server.components import Component
 from server.relay import Relay, RelayMetrics
 from storage import admin as admin_store
 
 log = logging.getLogger("foyer.reach")
-
-
-@dataclass
-class ReachState:
-    """Per-app runtime of the reach component (a mutable holder: the app is frozen once started)."""
-
-    kind: str = "serve"  # "serve" or "worker" (set by server/worker.py)
-    node_id: str = ""
-    started_at: float = field(default_factory=time.time)
-    relay: Relay | None = None
-    metrics: RelayMetrics | None = None
-    extra: dict = field(default_factory=dict)
-
-
-REACH: web.AppKey[ReachState] = web.AppKey("foyer.reach", ReachState)
 
 
 def setup(app: web.Application, core: Core) -> None:
