@@ -18,6 +18,10 @@ class ReachSettings:
     relay_batch_size: int = setting(
         500, help="Outbox rows a relay stream reads per batch (bounds memory and one Kafka produce round)."
     )
+    relay_db_connections: int = setting(
+        2, help="Most PostgreSQL connections the relay of one node uses at once, whatever the number of "
+        "streams (consumers' own work is not counted)."
+    )
     relay_poll_seconds: float = setting(
         0.5, help="Fallback poll interval of the relay; normally it is woken at commit by NOTIFY foyer_outbox."
     )
@@ -60,6 +64,8 @@ class ReachSettings:
     def validate(self) -> None:
         if not 1 <= self.relay_batch_size <= 10_000:
             raise SettingsError("FOYER_RELAY_BATCH_SIZE: must be between 1 and 10000")
+        if not 1 <= self.relay_db_connections <= 64:
+            raise SettingsError("FOYER_RELAY_DB_CONNECTIONS: must be between 1 and 64")
         if self.relay_poll_seconds <= 0:
             raise SettingsError("FOYER_RELAY_POLL_SECONDS: must be positive")
         if self.relay_lease_seconds < 1:

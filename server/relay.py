@@ -78,6 +78,31 @@ class RelayMetrics:
                             registry=registry)
 
 
+class _BoundedPool:
+    """The relay's view of the pool: at most `limit` of its statements at once, whatever the number of
+    streams, so a node's relay never holds more than `limit` connections (consumers use their own)."""
+
+    def __init__(self, pool: asyncpg.Pool, limit: int) -> None:
+        self.pool = pool
+        self.slots = asyncio.Semaphore(limit)
+
+    async def fetch(self, *args):
+        async with self.slots:
+            return await self.pool.fetch(*args)
+
+    async def fetchrow(self, *args):
+        async with self.slots:
+            return await self.pool.fetchrow(*args)
+
+    async def fetchval(self, *args):
+        async with self.slots:
+            return await self.pool.fetchval(*args)
+
+    async def execute(self, *args):
+        async with self.slots:
+            return await self.pool.execute(*args)
+
+
 class LeaseLost(Exception):
     """Another node owns the stream now; stop working on it."""
 
@@ -112,6 +137,7 @@ class Relay:
             self.streams.append(_Stream(KAFKA_STREAM, None, None))
         self._tasks: list[asyncio.Task] = []
         self._listening = asyncio.Event()
+        self._pool = _BoundedPool(db.pool, settings.relay_db_connections)
 
     @property
     def stream_names(self) -> list[str]:
@@ -194,7 +220,7 @@ class Relay:
             try:
                 if stream.consumer is None and self.publisher is not None and not self.publisher.started:
                     await self.publisher.start()
-                state = await store.claim(self.db.pool, stream.name, self.node_id, s.relay_lease_seconds)
+                state = await store.claim(self._pool, stream.name, self.node_id, s.relay_lease_seconds)
                 if state is None:  # another node works on it; look again before its lease could expire
                     await asyncio.sleep(s.relay_lease_seconds / 3 * (0.8 + 0.4 * random.random()))
                     continue
@@ -221,7 +247,7 @@ class Relay:
         renewer = asyncio.get_running_loop().create_task(self._renew(stream))
         try:
             while True:
-                batch = await store.fetch_batch(self.db.pool, position, types=stream.types,
+                batch = await store.fetch_batch(self._pool, position, types=stream.types,
                                                 limit=self.settings.relay_batch_size)
                 short = len(batch.events) < self.settings.relay_batch_size
                 if not batch.events:
@@ -248,7 +274,7 @@ class Relay:
         while True:
             await asyncio.sleep(self.settings.relay_lease_seconds / 3)
             try:
-                state = await store.claim(self.db.pool, stream.name, self.node_id, self.settings.relay_lease_seconds)
+                state = await store.claim(self._pool, stream.name, self.node_id, self.settings.relay_lease_seconds)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -260,7 +286,7 @@ class Relay:
 
     async def _advance(self, stream: _Stream, to: Position, delivered: list, count: int | None = None) -> None:
         if stream.lost or not await store.advance(
-            self.db.pool, stream.name, self.node_id, to, delivered=delivered, record=stream.consumer is not None,
+            self._pool, stream.name, self.node_id, to, delivered=delivered, record=stream.consumer is not None,
             lease_seconds=self.settings.relay_lease_seconds, count=count,
         ):
             raise LeaseLost(stream.name)
@@ -268,7 +294,7 @@ class Relay:
     async def _deliver(self, stream: _Stream, position: Position, batch: store.Batch) -> Position:
         consumer = stream.consumer
         assert consumer is not None
-        already = await store.delivered_ids(self.db.pool, stream.name, [e.id for _, e in batch.events])
+        already = await store.delivered_ids(self._pool, stream.name, [e.id for _, e in batch.events])
         done: list = []
         flushed = position
         last_flush = time.monotonic()
@@ -309,7 +335,7 @@ class Relay:
         while True:
             if self.metrics is not None:
                 self.metrics.failures.labels(stream.name).inc()
-            attempts = await store.record_failure(self.db.pool, stream.name, self.node_id, _describe(exc))
+            attempts = await store.record_failure(self._pool, stream.name, self.node_id, _describe(exc))
             if attempts == 0:
                 raise LeaseLost(stream.name)
             if attempts >= s.relay_max_attempts:
@@ -332,7 +358,7 @@ class Relay:
     async def _dead_letter(
         self, stream: _Stream, pos: Position, event: OutboxEvent, attempts: int, exc: BaseException
     ) -> None:
-        async with self.db.pool.acquire() as conn:
+        async with self._pool.slots, self.db.pool.acquire() as conn:
             moved = await store.dead_letter(conn, stream.name, self.node_id, pos, event, attempts=attempts,
                                             error=_describe(exc), lease_seconds=self.settings.relay_lease_seconds)
         if not moved:
@@ -372,12 +398,12 @@ class Relay:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
             try:
-                await store.mark_published(self.db.pool, self.stream_names,
+                await store.mark_published(self._pool, self.stream_names,
                                            active_within_seconds=ACTIVE_STREAM_WINDOW_SECONDS)
                 if time.monotonic() - last_prune > PRUNE_INTERVAL_SECONDS:
                     last_prune = time.monotonic()
                     for _ in range(100):  # bounded per sweep; the next sweep goes on
-                        if await store.prune(self.db.pool, older_than_seconds=retention) < 10_000:
+                        if await store.prune(self._pool, older_than_seconds=retention) < 10_000:
                             break
                 failures = 0
             except asyncio.CancelledError:
@@ -391,10 +417,10 @@ class Relay:
         assert self.metrics is not None
         while True:
             try:
-                lag = await store.outbox_lag(self.db.pool)
+                lag = await store.outbox_lag(self._pool)
                 self.metrics.pending.set(lag.pending)
                 self.metrics.oldest.set(lag.oldest_pending_seconds)
-                for row in await store.stream_lags(self.db.pool, self.stream_names):
+                for row in await store.stream_lags(self._pool, self.stream_names):
                     self.metrics.behind.labels(row["name"]).set(row["behind"])
             except asyncio.CancelledError:
                 raise
