@@ -114,6 +114,8 @@ class _Stream:
     consumer: Consumer | None  # None for the kafka stream
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     lost: bool = False
+    working: bool = False  # inside _work (delivering): a graceful stop lets it record its progress
+    task: asyncio.Task | None = None
 
 
 class Relay:
@@ -138,6 +140,7 @@ class Relay:
         self._tasks: list[asyncio.Task] = []
         self._listening = asyncio.Event()
         self._pool = _BoundedPool(db.pool, settings.relay_db_connections)
+        self._stopping = False
 
     @property
     def stream_names(self) -> list[str]:
@@ -150,13 +153,23 @@ class Relay:
         spawn = asyncio.get_running_loop().create_task
         self._tasks.append(spawn(self._listen_loop(), name="relay-listen"))
         for stream in self.streams:
-            self._tasks.append(spawn(self._stream_loop(stream), name=f"relay-{stream.name}"))
+            stream.task = spawn(self._stream_loop(stream), name=f"relay-{stream.name}")
+            self._tasks.append(stream.task)
         self._tasks.append(spawn(self._sweep_loop(), name="relay-sweep"))
         if self.metrics is not None:
             self._tasks.append(spawn(self._sample_loop(), name="relay-sample"))
         log.info("relay started on %s: streams %s", self.node_id, ", ".join(self.stream_names) or "(none)")
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop cleanly: streams in the middle of a batch finish the event in hand and record their
+        progress (so a graceful stop redelivers nothing); idle loops are cancelled at once."""
+        self._stopping = True
+        working = {s.task for s in self.streams if s.working and s.task is not None}
+        for task in self._tasks:
+            if task not in working:
+                task.cancel()
+        if working:
+            await asyncio.wait(working, timeout=grace)
         for task in self._tasks:
             task.cancel()
         if self._tasks:  # bounded: a library that swallows a cancellation must not hang shutdown
@@ -225,7 +238,13 @@ class Relay:
                     await asyncio.sleep(s.relay_lease_seconds / 3 * (0.8 + 0.4 * random.random()))
                     continue
                 stream.wake.clear()
-                await self._work(stream, state.position)
+                stream.working = True
+                try:
+                    await self._work(stream, state.position)
+                finally:
+                    stream.working = False
+                if self._stopping:
+                    return
                 failures = 0
                 await self._idle(stream, s.relay_poll_seconds)
             except asyncio.CancelledError:
@@ -246,7 +265,7 @@ class Relay:
         stream.lost = False
         renewer = asyncio.get_running_loop().create_task(self._renew(stream))
         try:
-            while True:
+            while not self._stopping:
                 batch = await store.fetch_batch(self._pool, position, types=stream.types,
                                                 limit=self.settings.relay_batch_size)
                 short = len(batch.events) < self.settings.relay_batch_size
@@ -301,6 +320,8 @@ class Relay:
         for pos, event in batch.events:
             if stream.lost:
                 raise LeaseLost(stream.name)
+            if self._stopping:
+                break  # record what was delivered, below; the rest waits for the next owner
             if event.id not in already:
                 try:
                     await asyncio.wait_for(consumer.handle(event), HANDLER_TIMEOUT_SECONDS)

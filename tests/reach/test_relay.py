@@ -61,8 +61,11 @@ async def test_consumers_get_every_event_in_commit_order_and_filtered(rdb, datab
         assert [e.id for e in seen_orders] == [e.id for e in late]
         assert all(e.type == "order.paid" for e in seen_orders)
         # every delivery is recorded; a filtered stream's cursor moves past rows it does not want
-        rows = await rdb.fetch("SELECT consumer, count(*) AS n FROM relay_deliveries GROUP BY consumer")
-        assert {r["consumer"]: r["n"] for r in rows} == {"test.all": 10, "test.orders": 2}
+        async def recorded():
+            rows = await rdb.fetch("SELECT consumer, count(*) AS n FROM relay_deliveries GROUP BY consumer")
+            return {r["consumer"]: r["n"] for r in rows} == {"test.all": 10, "test.orders": 2}
+
+        await wait_until(recorded, what="deliveries recorded")  # recorded just after handle returns
         tail = await rdb.fetchval("SELECT max(seq) FROM outbox")
         await wait_until(lambda: rdb.fetchval("SELECT last_seq FROM relay_streams WHERE name = 'test.orders'"),
                          what="cursor moved")
