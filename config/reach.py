@@ -57,6 +57,10 @@ class ReachSettings:
     kafka_sasl_username: str = setting("", help="SASL user name.")
     kafka_sasl_password: Secret = setting(Secret(""), help="SASL password.", secret=True)
     # --- admin / analytics ----------------------------------------------------------------------
+    analytics_live_push_seconds: float = setting(
+        5.0, help="How often live figures are pushed to active events' staff rooms (`analytics:live`); "
+        "0 turns the push off. One node per round does it."
+    )
     node_heartbeat_seconds: float = setting(
         5.0, help="How often a node (or worker) refreshes its entry in the Redis node registry (admin health)."
     )

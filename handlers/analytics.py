@@ -134,11 +134,14 @@ async def analytics_engagement(req: ApiRequest) -> Any:
 
 
 @router.get("/api/events/{id}/analytics/live",
-            summary="Live activity now: active users per room (last 5 min), messages per minute",
+            summary="Live activity now: connected and active users per room, messages per minute",
             query=ReportQuery, errors=ERRORS)
 async def analytics_live(req: ApiRequest) -> Any:
+    """Also pushed every few seconds to the event's `staff:{id}` room as `analytics:live`."""
+    from domain.analytics.live import live_now
+
     async def build(conn: Any, event_id: uuid.UUID) -> dict[str, Any]:
-        return await agg.live(conn, event_id)
+        return await live_now(req.core, conn, event_id)
 
     return await _report(req, "live", build, lambda d: d["per_minute"])
 

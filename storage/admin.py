@@ -127,3 +127,8 @@ async def close_support_request(
         request_id, by, note,
     )
     return dict(row), status == "open"
+
+
+async def try_round(redis: aioredis.Redis, key: str, *, seconds: float) -> bool:
+    """True for exactly one caller per `seconds` window across nodes (SET NX PX)."""
+    return bool(await redis.set(key, b"1", nx=True, px=max(1, int(seconds * 1000))))

@@ -322,3 +322,20 @@ async def feedback(conn: Conn, event_id: uuid.UUID) -> list[dict[str, Any]]:
         d["scope"] = "event" if d["session_id"] == NIL else "session"
         out.append(d)
     return out
+
+
+async def recent_rooms(conn: Conn, event_id: uuid.UUID, *, seconds: int) -> list[str]:
+    rows = await conn.fetch(
+        """SELECT DISTINCT room FROM analytics_room_activity
+            WHERE event_id = $1 AND last_seen > now() - make_interval(secs => $2)""",
+        event_id, seconds,
+    )
+    return [r["room"] for r in rows]
+
+
+async def active_events(conn: Conn, *, seconds: int) -> list[uuid.UUID]:
+    """Events with messages or joins in the last `seconds` (whose staff rooms get live figures)."""
+    rows = await conn.fetch(
+        "SELECT DISTINCT event_id FROM analytics_minutes WHERE minute > now() - make_interval(secs => $1)", seconds,
+    )
+    return [r["event_id"] for r in rows]

@@ -71,6 +71,34 @@ async def _heartbeat_loop(app: web.Application, core: Core, stop: asyncio.Event)
             await asyncio.wait_for(stop.wait(), interval)
 
 
+async def _live_push_loop(core: Core, stop: asyncio.Event) -> None:
+    """Every `analytics_live_push_seconds`, one node pushes `analytics:live` (domain.analytics.live)
+    to the `staff:{event_id}` room of each event with chat/joins in the last two minutes.
+    Ephemeral (not replayed): the next push supersedes it, and the HTTP endpoint has the same."""
+    from domain.analytics.live import live_now
+    from rooms.broadcast import publish_ephemeral
+    from storage import analytics as agg
+
+    interval = core.settings.reach.analytics_live_push_seconds
+    failures = 0
+    while not stop.is_set():
+        try:
+            if await admin_store.try_round(core.redis, core.keys("analytics", "live_push"), seconds=interval * 0.9):
+                async with core.db.connection() as conn:
+                    for event_id in await agg.active_events(conn, seconds=120):
+                        figures = await live_now(core, conn, event_id)
+                        await publish_ephemeral(core, room=f"staff:{event_id}", event="analytics:live",
+                                                data={"event_id": str(event_id), **figures})
+            failures = 0
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            failures += 1
+            log.warning("live analytics push failed", exc_info=failures == 1)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)
+
+
 async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
     state = app[REACH]
     settings = core.settings
@@ -82,13 +110,17 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
         )
         await state.relay.start()
     stop = asyncio.Event()
-    heartbeat = asyncio.get_running_loop().create_task(_heartbeat_loop(app, core, stop), name="node-heartbeat")
+    spawn = asyncio.get_running_loop().create_task
+    loops = [spawn(_heartbeat_loop(app, core, stop), name="node-heartbeat")]
+    if settings.reach.analytics_live_push_seconds > 0:
+        loops.append(spawn(_live_push_loop(core, stop), name="analytics-live-push"))
     try:
         yield
     finally:
         stop.set()
-        heartbeat.cancel()
-        await asyncio.wait([heartbeat], timeout=5)
+        for task in loops:
+            task.cancel()
+        await asyncio.wait(loops, timeout=5)
         if state.relay is not None:
             await state.relay.stop()
         with contextlib.suppress(Exception):

@@ -224,7 +224,7 @@ async def test_live_window_and_unknown_types_are_harmless(api, db):
                           ("message.posted", {"room": "lobby"})])
     await caught_up(db)
     status, live = await api.get(f"/api/events/{eid}/analytics/live", user=owner)
-    assert status == 200 and live["rooms"] == [{"room": "lobby", "active_users": 1}]
+    assert status == 200 and live["rooms"] == [{"room": "lobby", "connected": 0, "active_users": 1}]
     await db.execute("UPDATE analytics_room_activity SET last_seen = $1", datetime.now(UTC) - timedelta(minutes=6))
     status, live = await api.get(f"/api/events/{eid}/analytics/live", user=owner)
     assert live["rooms"] == []
@@ -255,3 +255,36 @@ async def test_two_nodes_count_every_fact_once(nodes, rdb, http):
     assert status == 200 and body["totals"]["messages"] == 200
     owners = {r["owner"] for r in await rdb.fetch("SELECT owner FROM relay_streams WHERE name LIKE 'analytics.%'")}
     assert owners == {f"test-node-{b.port}"}
+
+
+async def test_live_figures_are_pushed_to_the_staff_room(settings_factory, app_factory, http):
+    """A real Socket.IO client in `staff:{event_id}` receives `analytics:live` with the chat it caused."""
+    from tests.live.helpers import Client
+    from tests.support.api import Api
+
+    srv = await app_factory(settings_factory(argon2_time_cost=1, argon2_memory_kib=8192, relay_poll_seconds=0.1,
+                                             analytics_live_push_seconds=0.3))
+    api = Api(str(srv.make_url("/")), http)
+    owner = await api.register_2fa("Owner")
+    event = await create_event(api, owner, live_access="public")
+    status, _ = await api.post(f"/api/events/{event['id']}/publish", user=owner)
+    assert status == 200
+    client = Client(str(srv.make_url("/")), owner.access_token, owner)
+    await client.connect()
+    try:
+        await client.join(f"staff:{event['id']}")
+        await client.join(f"event:{event['id']}")
+        ack = await client.send(f"event:{event['id']}", "hello from the lobby")
+        assert ack["ok"], ack
+
+        def pushed():
+            return [d for d in client.events.get("analytics:live", []) if d.get("messages_last_minute")]
+
+        await wait_until(pushed, timeout=15, what="analytics:live push")
+        figures = pushed()[-1]
+        assert figures["event_id"] == event["id"] and figures["room"] == f"staff:{event['id']}"
+        rooms = {r["room"]: r for r in figures["rooms"]}
+        assert rooms[f"event:{event['id']}"]["active_users"] == 1
+        assert sum(m["messages"] for m in figures["per_minute"]) == 1
+    finally:
+        await client.disconnect()
