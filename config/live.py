@@ -70,6 +70,21 @@ class LiveSettings:
         4_194_304, help="A client whose unsent data exceeds this is disconnected (it reconnects and replays)."
     )
 
+    # --- Q&A, polls, networking (rooms/qa.py, rooms/polls.py, rooms/networking.py) ----------------
+    qa_question_max_length: int = setting(300, help="Longest question in characters (after trimming).")
+    qa_ask_rate_limit: int = setting(
+        5, help="Questions a user may ask per `qa_ask_rate_window_seconds`, across all sessions."
+    )
+    qa_ask_rate_window_seconds: float = setting(60.0, help="Window of `qa_ask_rate_limit`.")
+    qa_snapshot_size: int = setting(
+        100, help="Questions in a session's join snapshot: this many most upvoted plus this many newest "
+        "(more with `qa:list`)."
+    )
+    qa_votes_max_hz: float = setting(
+        4.0, help="Upvote counts of a session are broadcast (`qa:votes`) at most this often per second, "
+        "across all nodes."
+    )
+
     def validate(self) -> None:
         if self.socketio_max_payload_bytes < 1024:
             raise SettingsError("FOYER_SOCKETIO_MAX_PAYLOAD_BYTES: must be at least 1024")
@@ -88,3 +103,14 @@ class LiveSettings:
                                 "must be positive")
         if self.live_canary_timeout_seconds <= self.live_canary_interval_seconds:
             raise SettingsError("FOYER_LIVE_CANARY_TIMEOUT_SECONDS: must exceed the canary interval")
+        self._validate_engagement()
+
+    def _validate_engagement(self) -> None:
+        if not 1 <= self.qa_question_max_length <= 5000:
+            raise SettingsError("FOYER_QA_QUESTION_MAX_LENGTH: must be between 1 and 5000")
+        if self.qa_ask_rate_limit < 1 or self.qa_ask_rate_window_seconds <= 0:
+            raise SettingsError("FOYER_QA_ASK_RATE_LIMIT / FOYER_QA_ASK_RATE_WINDOW_SECONDS: must be positive")
+        if not 1 <= self.qa_snapshot_size <= 1000:
+            raise SettingsError("FOYER_QA_SNAPSHOT_SIZE: must be between 1 and 1000")
+        if not 0.1 <= self.qa_votes_max_hz <= 50:
+            raise SettingsError("FOYER_QA_VOTES_MAX_HZ: must be between 0.1 and 50")

@@ -69,6 +69,10 @@ class Action(StrEnum):
     JOIN_STAFF_ROOM = "live.join_staff"
     MODERATE_LIVE = "live.moderate"
     ANNOUNCE = "live.announce"
+    MODERATE_QA = "qa.moderate"  # approve/dismiss/answer/pin questions, Q&A settings
+    VIEW_QA_AUDIT = "qa.audit"  # read the Q&A moderation audit trail (organizers)
+    MANAGE_POLLS = "polls.manage"  # create, edit, open, close polls; see results of hidden polls
+    USE_NETWORKING = "networking.use"  # the attendee directory, connection requests, 1:1 chat
     # reach
     VIEW_ANALYTICS = "analytics.view"
     SEND_FEEDBACK = "feedback.send"
@@ -88,13 +92,15 @@ ROLE_ACTIONS: dict[str, frozenset[Action]] = {
     Role.ORGANIZER: frozenset(Action) - GLOBAL_ONLY - OWNER_ONLY,
     Role.MODERATOR: frozenset(
         {Action.VIEW_EVENT, Action.VIEW_TEAM, Action.CHECK_IN, Action.VIEW_CHECKINS, Action.JOIN_LIVE,
-         Action.JOIN_STAFF_ROOM, Action.MODERATE_LIVE, Action.BUY_TICKETS}
+         Action.JOIN_STAFF_ROOM, Action.MODERATE_LIVE, Action.BUY_TICKETS, Action.MODERATE_QA,
+         Action.MANAGE_POLLS, Action.USE_NETWORKING}
     ),
     Role.STAFF: frozenset(
         {Action.VIEW_EVENT, Action.CHECK_IN, Action.VIEW_CHECKINS, Action.JOIN_LIVE,
-         Action.JOIN_STAFF_ROOM, Action.BUY_TICKETS}
+         Action.JOIN_STAFF_ROOM, Action.BUY_TICKETS, Action.USE_NETWORKING}
     ),
-    Role.ATTENDEE: frozenset({Action.VIEW_EVENT, Action.BUY_TICKETS, Action.JOIN_LIVE, Action.SEND_FEEDBACK}),
+    Role.ATTENDEE: frozenset({Action.VIEW_EVENT, Action.BUY_TICKETS, Action.JOIN_LIVE, Action.SEND_FEEDBACK,
+                              Action.USE_NETWORKING}),
     # any signed-in user, no role on the event
     "user": frozenset({Action.VIEW_EVENT, Action.BUY_TICKETS, Action.BOOKMARK_SESSION}),
     # not signed in

@@ -13,15 +13,19 @@ from aiohttp import web
 from prometheus_client import Gauge, Histogram
 
 import rooms
+import rooms.engage
 from domain.consumers import Consumer
 from domain.services import Core
+from handlers import qa
 from handlers.system import READINESS_CHECKS
 from rooms.consumers import make_consumers
+from rooms.engage import Engagement
 from rooms.service import Live
 from server.components import Component
 from server.metrics import METRICS
 
 LIVE: web.AppKey[Live] = web.AppKey("foyer.live", Live)
+ENGAGE: web.AppKey[Engagement] = web.AppKey("foyer.engage", Engagement)  # Q&A, polls, networking
 
 LAG_PROBE_SECONDS = 0.02
 LAG_WINDOW_SECONDS = 60.0
@@ -53,6 +57,7 @@ class LoopLag:
 def socket_setup(sio: socketio.AsyncServer, core: Core, app: web.Application) -> None:
     live: Live = rooms.setup(sio, core)  # type: ignore[arg-type]
     app[LIVE] = live
+    app[ENGAGE] = rooms.engage.bind(live)
     metrics = app[METRICS]
     sio.connect_hooks.append(lambda sid, principal: metrics.socket_connections.inc())  # type: ignore[attr-defined]
     sio.disconnect_hooks.append(lambda sid: metrics.socket_connections.dec())  # type: ignore[attr-defined]
@@ -76,12 +81,14 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
           registry=registry).set_function(lambda: live.bus.canary_failures)
     lag_task = asyncio.create_task(lag.run(histogram), name="loop-lag")
     await live.start()
+    await app[ENGAGE].start()
     app[READINESS_CHECKS]["live_bus"] = live.bus.check
     try:
         yield
     finally:
         lag_task.cancel()
         await asyncio.gather(lag_task, return_exceptions=True)
+        await app[ENGAGE].stop()
         await live.stop()
 
 
@@ -89,4 +96,5 @@ def consumers(app: web.Application, core: Core) -> list[Consumer]:
     return make_consumers(core)
 
 
-COMPONENT = Component(name="live", lifespan=lifespan, socket_setup=socket_setup, consumers=consumers)
+COMPONENT = Component(name="live", lifespan=lifespan, socket_setup=socket_setup, consumers=consumers,
+                      routers=(qa.router,))
