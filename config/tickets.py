@@ -96,3 +96,17 @@ class TicketSettings:
             raise SettingsError("FOYER_PAYMENTS_PROVIDER: must be `sandbox` or `stripe`")
         if self.max_tickets_per_order < 1:
             raise SettingsError("FOYER_MAX_TICKETS_PER_ORDER: must be at least 1")
+
+    # --- the door (check-in, waiting room, seating, forms, reports; docs/checkin.md) -------------
+    queue_tick_ms: int = setting(
+        250, help="How often every node runs the waiting-room admitter (the rate itself is global, per queue)."
+    )
+    queue_grant_seconds: int = setting(
+        600, help="Default time an admitted buyer has to place a hold before the access grant expires."
+    )
+    queue_max_per_ip: int = setting(
+        50, help="Default places per client IP in one queue (0: no limit); venues put many buyers behind one NAT."
+    )
+    queue_polls_per_minute: int = setting(
+        120, help="Queue joins and position polls per account per minute (0: no limit); bots get rate_limited."
+    )
