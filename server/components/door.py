@@ -16,9 +16,10 @@ from domain.checkin.scanning import CheckinService
 from domain.checkin.services import DoorServices
 from domain.forms import Forms
 from domain.queue import Signer, WaitingRoom
+from domain.reports import Reports
 from domain.seating import Seating
 from domain.services import Core
-from handlers import checkin, forms, queue, seating
+from handlers import checkin, forms, queue, reports, seating
 from handlers.checkin import DOOR
 from handlers.orders import TICKETS
 from server.components import Component
@@ -45,6 +46,7 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
     svc.seating = Seating(db=core.db, tickets=tickets, cache_seconds=core.settings.tickets.sale_cache_seconds)
     svc.checkin.seat_of = svc.seating.seat_of_ticket
     svc.forms = Forms(db=core.db, cache_seconds=core.settings.tickets.sale_cache_seconds)
+    svc.reports = Reports(db=core.db)
     s = core.settings.tickets
     svc.queue = WaitingRoom(
         db=core.db, store_=QueueStore(core.redis, core.keys), limiter=RateLimiter(core.redis),
@@ -65,4 +67,4 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
             await admitter
 
 
-COMPONENT = Component(name="door", routers=(checkin.router, seating.router, forms.router, queue.router), setup=setup, lifespan=lifespan)
+COMPONENT = Component(name="door", routers=(checkin.router, seating.router, forms.router, queue.router, reports.router), setup=setup, lifespan=lifespan)
