@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from config.fields import SettingsError
-
 from domain.checkin.scanning import CheckinService
 from domain.checkin.services import DoorServices
 from domain.forms import Forms
@@ -67,4 +66,5 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
             await admitter
 
 
-COMPONENT = Component(name="door", routers=(checkin.router, seating.router, forms.router, queue.router, reports.router), setup=setup, lifespan=lifespan)
+COMPONENT = Component(name="door", routers=(checkin.router, seating.router, forms.router, queue.router, reports.router),
+                      setup=setup, lifespan=lifespan)
