@@ -284,12 +284,18 @@ class WaitingRoom:
         self.admitted_total += admitted
         return admitted
 
-    async def admitter(self, tick_s: float, sync_s: float = 5.0) -> None:
-        """Background loop on every node; capped jittered backoff on failure."""
+    async def admitter(self, tick_s: float, sync_s: float = 5.0, stop: asyncio.Event | None = None) -> None:
+        """Background loop on every node; capped jittered backoff on failure.
+
+        Stops when cancelled, even if a client library swallowed the cancellation on its way
+        (the task's pending cancel request, or `stop`, is checked on every round)."""
         failures = 0
         events: dict[uuid.UUID, uuid.UUID] = {}
         last_sync = 0.0
+        me = asyncio.current_task()
         while True:
+            if (stop is not None and stop.is_set()) or (me is not None and me.cancelling()):
+                raise asyncio.CancelledError
             try:
                 if time.monotonic() - last_sync > sync_s:
                     events = await self.sync_configs()

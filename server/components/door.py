@@ -57,10 +57,12 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
     orders.pre_hold_hooks.extend((svc.queue.pre_hold, svc.seating.pre_hold, svc.forms.pre_hold))
     orders.batch_hooks.extend((svc.seating, svc.forms))
     orders.reacquire_hooks.append(svc.seating.reacquire)
-    admitter = asyncio.create_task(svc.queue.admitter(s.queue_tick_ms / 1000), name="foyer.queue_admitter")
+    stop = asyncio.Event()
+    admitter = asyncio.create_task(svc.queue.admitter(s.queue_tick_ms / 1000, stop=stop), name="foyer.queue_admitter")
     try:
         yield
     finally:
+        stop.set()
         admitter.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await admitter
