@@ -47,6 +47,7 @@ from storage.ratelimit import Limit, RateLimiter
 log = logging.getLogger("foyer.queue")
 
 GRANT_HEADER = "X-Foyer-Queue-Grant"
+POSITION_PUSH_MAX = 500  # live position updates go to the head of the line; the rest poll
 _TOKEN = struct.Struct(">B16s16s16sQ")  # version, event, type, account, joined µs | grant expiry ms
 
 
@@ -113,8 +114,14 @@ class WaitingRoom:
         self.default_max_per_ip = default_max_per_ip
         self.polls_per_minute = polls_per_minute
         self._queued: dict[uuid.UUID, tuple[float, dict[uuid.UUID, Any]]] = {}
-        # called with (event_id, type_id, admitted account ids) after each tick that admitted some
-        self.on_admitted: Callable[[uuid.UUID, list[uuid.UUID]], Awaitable[None]] | None = None
+        # Live updates (wired to the live rooms by server/components/door.py): after a tick that
+        # admitted accounts, `on_admitted(event_id, type_id, [(account, grant, grant expiry)])`;
+        # then, at most once a second per queue, `on_positions(event_id, type_id, [(account,
+        # position)])` for the first POSITION_PUSH_MAX waiting accounts (the others poll).
+        self.on_admitted: Callable[[uuid.UUID, uuid.UUID, list[tuple[uuid.UUID, str, datetime]]],
+                                   Awaitable[None]] | None = None
+        self.on_positions: Callable[[uuid.UUID, uuid.UUID, list[tuple[uuid.UUID, int]]], Awaitable[None]] | None = None
+        self._pushed_at: dict[uuid.UUID, float] = {}
         self.admitted_total = 0
 
     # --- organizers -------------------------------------------------------------------------------
@@ -271,16 +278,26 @@ class WaitingRoom:
 
     async def tick_once(self, events: dict[uuid.UUID, uuid.UUID]) -> int:
         admitted = 0
-        for type_id in await self.store.active():
-            accounts = await self.store.tick(type_id)
-            if accounts:
-                admitted += len(accounts)
-                event_id = events.get(type_id)
-                if self.on_admitted is not None and event_id is not None:
-                    try:
-                        await self.on_admitted(event_id, accounts)
-                    except Exception:
-                        log.exception("queue admission notification failed")
+        active = await self.store.active()
+        if any(t not in events for t in active):  # a queue turned on since the last sync
+            events.update(await self.sync_configs())
+        for type_id in active:
+            accounts, expires_ms = await self.store.tick(type_id)
+            event_id = events.get(type_id)
+            if not accounts or event_id is None:
+                continue
+            admitted += len(accounts)
+            try:
+                if self.on_admitted is not None:
+                    expires = datetime.fromtimestamp(expires_ms / 1000, UTC)
+                    await self.on_admitted(event_id, type_id, [
+                        (a, self.signer.sign("G", event_id, type_id, a, expires_ms), expires) for a in accounts])
+                if self.on_positions is not None and time.monotonic() - self._pushed_at.get(type_id, 0) >= 1.0:
+                    self._pushed_at[type_id] = time.monotonic()
+                    head = await self.store.head(type_id, POSITION_PUSH_MAX)
+                    await self.on_positions(event_id, type_id, [(a, i + 1) for i, a in enumerate(head)])
+            except Exception:
+                log.exception("queue live notification failed")
         self.admitted_total += admitted
         return admitted
 

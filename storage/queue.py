@@ -84,10 +84,10 @@ local n = math.floor(credit)
 local waiting = redis.call('ZCARD', KEYS[1])
 if n > waiting then n = waiting end
 if n > tonumber(ARGV[1]) then n = tonumber(ARGV[1]) end
-local admitted = {}
+local expires = tostring(now_ms + grant_ms)
+local admitted = {expires}
 if n > 0 then
   local popped = redis.call('ZPOPMIN', KEYS[1], n)
-  local expires = tostring(now_ms + grant_ms)
   for i = 1, #popped, 2 do
     redis.call('HSET', KEYS[2], popped[i], expires)
     admitted[#admitted + 1] = popped[i]
@@ -129,10 +129,17 @@ class QueueStore:
                                    args=[str(user_id), joined_us, KEY_TTL_MS])
         return _text(reply[0]), int(float(_text(reply[1]))), int(_text(reply[2]))
 
-    async def tick(self, type_id: uuid.UUID, max_per_tick: int = 10_000) -> list[uuid.UUID]:
+    async def tick(self, type_id: uuid.UUID, max_per_tick: int = 10_000) -> tuple[list[uuid.UUID], int]:
+        """(accounts admitted now, in arrival order; their grant expiry in ms)."""
         reply = await self._tick(keys=[self._k("line", type_id), self._k("adm", type_id), self._k("tick", type_id),
                                        self._k("cfg", type_id)], args=[max_per_tick])
-        return [uuid.UUID(_text(m)) for m in reply]
+        if not reply:
+            return [], 0
+        return [uuid.UUID(_text(m)) for m in reply[1:]], int(_text(reply[0]))
+
+    async def head(self, type_id: uuid.UUID, n: int) -> list[uuid.UUID]:
+        """The first `n` waiting accounts, in arrival order (position = index + 1)."""
+        return [uuid.UUID(_text(m)) for m in await self.redis.zrange(self._k("line", type_id), 0, n - 1)]
 
     async def configure(self, type_id: uuid.UUID, *, enabled: bool, rate: int, grant_ms: int) -> None:
         pipe = self.redis.pipeline(transaction=True)

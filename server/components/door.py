@@ -57,6 +57,7 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
     orders.pre_hold_hooks.extend((svc.queue.pre_hold, svc.seating.pre_hold, svc.forms.pre_hold))
     orders.batch_hooks.extend((svc.seating, svc.forms))
     orders.reacquire_hooks.append(svc.seating.reacquire)
+    svc.queue.on_admitted, svc.queue.on_positions = _live_queue(core)
     stop = asyncio.Event()
     admitter = asyncio.create_task(svc.queue.admitter(s.queue_tick_ms / 1000, stop=stop), name="foyer.queue_admitter")
     try:
@@ -66,6 +67,27 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
         admitter.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await admitter
+
+
+def _live_queue(core: Core):  # type: ignore[no-untyped-def]
+    """Waiting-room updates to each buyer's private `user:<id>` room (rooms/broadcast.py):
+    `queue:admitted` {event_id, ticket_type_id, grant, grant_expires_at} (durable: a client that
+    reconnects gets it) and `queue:position` {event_id, ticket_type_id, position} (ephemeral)."""
+    from rooms.broadcast import publish, publish_ephemeral
+
+    async def on_admitted(event_id, type_id, admitted):  # type: ignore[no-untyped-def]
+        for account, grant, expires in admitted:
+            await publish(core, room=f"user:{account}", event="queue:admitted",
+                          data={"event_id": event_id, "ticket_type_id": type_id, "grant": grant,
+                                "grant_expires_at": expires},
+                          dedupe_key=f"queue:{type_id}:{account}:{int(expires.timestamp() * 1000)}")
+
+    async def on_positions(event_id, type_id, positions):  # type: ignore[no-untyped-def]
+        for account, position in positions:
+            await publish_ephemeral(core, room=f"user:{account}", event="queue:position",
+                                    data={"event_id": event_id, "ticket_type_id": type_id, "position": position})
+
+    return on_admitted, on_positions
 
 
 COMPONENT = Component(name="door", routers=(checkin.router, seating.router, forms.router, queue.router, reports.router),

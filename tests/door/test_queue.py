@@ -127,3 +127,35 @@ async def test_queue_limits_per_ip_and_polls(settings_factory, app_factory, http
     await _poll(api, door, a, joined["token"])
     status, body = await api.get(f"/api/events/{door.event_id}/queue/{joined['token']}", user=a)
     assert status == 429 and body["error"]["code"] == "rate_limited"
+
+
+async def test_admission_and_positions_arrive_live_in_the_user_room(server, api, db):
+    from tests.support.live import LiveClient
+
+    door = await new_door(api, db)
+    t = await create_type(api, door.sale, name="Drop", capacity=100)
+    await _configure(api, door, t["id"], enabled=True, admit_per_minute=1)
+    first, second = await api.register(), await api.register()
+    clients = []
+    for user in (first, second):
+        c = LiveClient(str(server.make_url("/")), user.access_token)
+        await c.connect()
+        assert (await c.call("room:join", {"room": f"user:{user.id}"}))["ok"]
+        clients.append(c)
+    try:
+        await _join(api, door, first)
+        await _join(api, door, second)
+        await _configure(api, door, t["id"], enabled=True, admit_per_minute=60)  # one per second
+        admitted = await clients[0].wait_for("queue:admitted", timeout=10)
+        assert admitted["room"] == f"user:{first.id}" and admitted["ticket_type_id"] == t["id"]
+        position = await clients[1].wait_for("queue:position", timeout=10)
+        assert position["position"] == 1 and position["ticket_type_id"] == t["id"]
+        status, body = await api.post(f"/api/events/{door.event_id}/orders", user=first,
+                                      json={"items": [{"ticket_type_id": t["id"], "quantity": 1}]},
+                                      headers={GRANT_HEADER: admitted["grant"]})
+        assert status == 201, body
+        assert "queue:admitted" not in clients[1].events or all(
+            e["room"] == f"user:{second.id}" for e in clients[1].events["queue:admitted"])
+    finally:
+        for c in clients:
+            await c.disconnect()
