@@ -84,6 +84,13 @@ class LiveSettings:
         4.0, help="Upvote counts of a session are broadcast (`qa:votes`) at most this often per second, "
         "across all nodes."
     )
+    poll_result_max_hz: float = setting(
+        4.0, help="Results of a poll are broadcast (`poll:results`) at most this often per second, across all "
+        "nodes: 10,000 votes are a handful of broadcasts, not 10,000."
+    )
+    poll_word_max_length: int = setting(40, help="Longest word-cloud entry in characters (after normalization).")
+    poll_wordcloud_top: int = setting(50, help="Word-cloud results list this many most frequent entries.")
+    poll_leaderboard_size: int = setting(10, help="Quiz leaderboard entries sent when a quiz closes.")
 
     def validate(self) -> None:
         if self.socketio_max_payload_bytes < 1024:
@@ -114,3 +121,9 @@ class LiveSettings:
             raise SettingsError("FOYER_QA_SNAPSHOT_SIZE: must be between 1 and 1000")
         if not 0.1 <= self.qa_votes_max_hz <= 50:
             raise SettingsError("FOYER_QA_VOTES_MAX_HZ: must be between 0.1 and 50")
+        if not 0.1 <= self.poll_result_max_hz <= 50:
+            raise SettingsError("FOYER_POLL_RESULT_MAX_HZ: must be between 0.1 and 50")
+        if not 1 <= self.poll_word_max_length <= 200:
+            raise SettingsError("FOYER_POLL_WORD_MAX_LENGTH: must be between 1 and 200")
+        if not 1 <= self.poll_wordcloud_top <= 1000 or not 1 <= self.poll_leaderboard_size <= 100:
+            raise SettingsError("FOYER_POLL_WORDCLOUD_TOP (1..1000) / FOYER_POLL_LEADERBOARD_SIZE (1..100): out of range")

@@ -73,8 +73,9 @@ def require(cond: bool, code: str, message: str) -> None:
 
 
 def bind(live: Live) -> Engagement:
-    from rooms import qa
+    from rooms import polls, qa
 
     eng = Engagement(live)
     qa.bind(live, eng)
+    polls.bind(live, eng)
     return eng

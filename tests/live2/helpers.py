@@ -45,3 +45,44 @@ async def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
         return await conn.fetch(sql, *args)
     finally:
         await conn.close()
+
+
+class Person:
+    """A user inserted straight into PostgreSQL, with an access token minted for the test nodes
+    (registration hashes passwords with argon2: too slow for hundreds of voters)."""
+
+    def __init__(self, id: str, name: str, access_token: str) -> None:
+        self.id, self.name, self.access_token = id, name, access_token
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+async def bulk_users(dsn: str, n: int, *, event_id: str | None = None, role: str = "attendee",
+                     prefix: str = "Voter") -> list[Person]:
+    import uuid
+
+    from config import load_settings
+    from domain.identity import Principal
+    from domain.tokens import TokenService
+    from tests.conftest import TEST_JWT_SECRET
+
+    auth = load_settings({}, overrides={"jwt_secret": TEST_JWT_SECRET}).auth
+    tokens = TokenService(secret=TEST_JWT_SECRET, issuer=auth.jwt_issuer, audience=auth.jwt_audience,
+                          access_ttl_seconds=3600)
+    ids = [uuid.uuid4() for _ in range(n)]
+    names = [f"{prefix} {i}" for i in range(n)]
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            """INSERT INTO users (id, email, name, password_hash)
+               SELECT i, i::text || '@bulk.example.org', nm, 'x' FROM unnest($1::uuid[], $2::text[]) AS t(i, nm)""",
+            ids, names)
+        if event_id is not None:
+            await conn.execute(
+                "INSERT INTO event_members (event_id, user_id, role) SELECT $1, i, $3 FROM unnest($2::uuid[]) AS i",
+                uuid.UUID(event_id), ids, role)
+    finally:
+        await conn.close()
+    return [Person(str(i), nm, tokens.issue_access(Principal(user_id=i))) for i, nm in zip(ids, names, strict=True)]

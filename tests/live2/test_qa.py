@@ -9,17 +9,19 @@ import uuid
 import pytest
 
 from tests.live2.helpers import Client, connect, create_event, create_session, err, eventually, fetch, grant
+from tests.support.api import Api
 
 
 @pytest.fixture
 async def node(app_factory, settings_factory):
+    # (no `api`/`server` fixture: one node only, so one outbox relay)
     return await app_factory(settings_factory(qa_ask_rate_limit=3, qa_votes_max_hz=20.0,
                                               live_banned_words=("darn",)))
 
 
 @pytest.fixture
-async def setup(node, api, database_url):
-    api.base_url = str(node.make_url("/")).rstrip("/")
+async def setup(node, http, database_url):
+    api = Api(str(node.make_url("/")), http)
     org, mod, ann, ben = await asyncio.gather(*(api.register(n) for n in ("Org", "Mod", "Ann", "Ben")))
     event_id = await create_event(database_url, org.id)
     await grant(database_url, event_id, mod.id, "moderator")
@@ -28,7 +30,7 @@ async def setup(node, api, database_url):
     session_id = await create_session(database_url, event_id)
     url = str(node.make_url("/"))
     clients = {u.name: await connect(url, u) for u in (org, mod, ann, ben)}
-    yield {"event_id": event_id, "session": f"session:{session_id}", "session_id": session_id,
+    yield {"api": api, "event_id": event_id, "session": f"session:{session_id}", "session_id": session_id,
            "staff": f"staff:{event_id}", "users": {u.name: u for u in (org, mod, ann, ben)}, "c": clients}
     for c in clients.values():
         await c.disconnect()
@@ -136,7 +138,8 @@ async def test_upvotes_once_undo_coalesced_and_ordering(setup, database_url):
     assert mine["upvoted"] == [q2["id"]] and mine["questions"] == []
 
 
-async def test_premoderation_edit_answer_pin_rights_and_audit(setup, api, database_url):
+async def test_premoderation_edit_answer_pin_rights_and_audit(setup, database_url):
+    api = setup["api"]
     s, staff, c, users = setup["session"], setup["staff"], setup["c"], setup["users"]
     ann, ben, mod, org = c["Ann"], c["Ben"], c["Mod"], c["Org"]
     for x in (ann, ben):
