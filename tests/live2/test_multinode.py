@@ -5,6 +5,7 @@ broadcasts with exact final counts, moderation rights and rate limits across nod
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -14,7 +15,7 @@ from tests.support.api import Api
 pytestmark = pytest.mark.multinode
 
 ENV = {"FOYER_LIVE_ACTION_RATE_LIMIT": "10000", "FOYER_QA_ASK_RATE_LIMIT": "2",
-       "FOYER_QA_VOTES_MAX_HZ": "4"}
+       "FOYER_QA_VOTES_MAX_HZ": "4", "FOYER_POLL_RESULT_MAX_HZ": "4"}
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ async def cluster(nodes, http, database_url):
             "session": f"session:{session_id}", "staff": f"staff:{event_id}"}
 
 
-async def test_upvotes_once_per_user_across_nodes_moderation_and_rate_limits(cluster, database_url):
+async def test_one_upvote_and_one_vote_per_user_across_nodes_rights_and_limits(cluster, database_url):
     a, b, s = cluster["a"], cluster["b"], cluster["session"]
     people = cluster["attendees"]
     on_a = [await connect(a.url, u) for u in people]
@@ -79,5 +80,54 @@ async def test_upvotes_once_per_user_across_nodes_moderation_and_rate_limits(clu
     assert (await on_a[5].call("qa:ask", {"room": s, "text": "one", "client_id": "r1"}))["ok"]
     assert (await on_b[5].call("qa:ask", {"room": s, "text": "two", "client_id": "r2"}))["ok"]
     assert err(await on_a[5].call("qa:ask", {"room": s, "text": "three", "client_id": "r3"})) == "rate_limited"
+
+    # --- polls on the same two nodes ---------------------------------------------------------------
+    api, org = cluster["api"], cluster["org"]
+
+    async def open_poll(body: dict) -> str:
+        status, poll = await api.post(f"/api/events/{cluster['event_id']}/polls", user=org,
+                                      json={**body, "session_id": s.split(":")[1]})
+        assert status == 201, poll
+        status, opened = await api.post(f"/api/polls/{poll['id']}/open", user=org)
+        assert status == 200, opened
+        return poll["id"]
+
+    # one vote per user: each user votes twice on each node at once, with different client_ids
+    pid = await open_poll({"kind": "single", "question": "A or B?", "options": ["A", "B"]})
+    started = time.monotonic()
+    votes = await asyncio.gather(*(c.call("poll:vote", {"room": s, "poll_id": pid, "client_id": f"{n}-{k}",
+                                                        "option": "o1" if i % 2 else "o2"})
+                                   for n, side in (("a", on_a), ("b", on_b)) for i, c in enumerate(side)
+                                   for k in range(2)))
+    assert sum(1 for v in votes if v["ok"]) == len(people)
+    assert all(err(v) == "already_voted" for v in votes if not v["ok"])
+    expected = {"o1": len(people) // 2, "o2": len(people) - len(people) // 2}
+
+    def final(c, poll_id: str):
+        evs = [e for e in c.events.get("poll:results", []) if e["poll_id"] == poll_id]
+        return evs[-1] if evs else None
+
+    for watcher in (on_a[0], on_b[0]):
+        await eventually(lambda w=watcher: (r := final(w, pid)) and r["voters"] == len(people)
+                         and r["results"]["counts"] == expected)
+    elapsed = time.monotonic() - started
+    broadcasts = [e for e in on_b[0].events["poll:results"] if e["poll_id"] == pid]
+    # 24 submits, 6 votes: at most 4 broadcasts per second across both nodes (+ the leading edge)
+    assert len(broadcasts) <= int(elapsed * 4) + 2 and len(broadcasts) < len(people), (len(broadcasts), elapsed)
+
+    # changeable votes, changed concurrently on both nodes: the counters stay exact
+    cid = await open_poll({"kind": "single", "question": "Change?", "options": ["A", "B", "C"],
+                           "allow_change": True})
+    await asyncio.gather(*(c.call("poll:vote", {"room": s, "poll_id": cid, "client_id": f"{n}{k}",
+                                                "option": f"o{1 + (i + k) % 3}"})
+                           for n, side in (("a", on_a), ("b", on_b)) for i, c in enumerate(side)
+                           for k in range(3)))
+    rows = await fetch(database_url, "SELECT choices[1] AS c, count(*) AS n FROM poll_votes "
+                                     "WHERE poll_id = $1::uuid GROUP BY 1", cid)
+    truth = {r["c"]: r["n"] for r in rows}
+    assert sum(truth.values()) == len(people)
+    for watcher in (on_a[2], on_b[3]):
+        await eventually(lambda w=watcher: (r := final(w, cid)) and r["voters"] == len(people)
+                         and {k: v for k, v in r["results"]["counts"].items() if v} == truth)
     for c in [*on_a, *on_b, mod]:
         await c.disconnect()
