@@ -91,6 +91,12 @@ class LiveSettings:
     poll_word_max_length: int = setting(40, help="Longest word-cloud entry in characters (after normalization).")
     poll_wordcloud_top: int = setting(50, help="Word-cloud results list this many most frequent entries.")
     poll_leaderboard_size: int = setting(10, help="Quiz leaderboard entries sent when a quiz closes.")
+    networking_request_rate_limit: int = setting(
+        20, help="Connection requests a user may send per `networking_request_rate_window_seconds`."
+    )
+    networking_request_rate_window_seconds: float = setting(
+        3600.0, help="Window of `networking_request_rate_limit`."
+    )
 
     def validate(self) -> None:
         if self.socketio_max_payload_bytes < 1024:
@@ -127,3 +133,5 @@ class LiveSettings:
             raise SettingsError("FOYER_POLL_WORD_MAX_LENGTH: must be between 1 and 200")
         if not 1 <= self.poll_wordcloud_top <= 1000 or not 1 <= self.poll_leaderboard_size <= 100:
             raise SettingsError("FOYER_POLL_WORDCLOUD_TOP (1..1000) / FOYER_POLL_LEADERBOARD_SIZE (1..100): out of range")
+        if self.networking_request_rate_limit < 1 or self.networking_request_rate_window_seconds <= 0:
+            raise SettingsError("FOYER_NETWORKING_REQUEST_RATE_LIMIT / _WINDOW_SECONDS: must be positive")

@@ -64,6 +64,8 @@ HTTP_STATUS: dict[str, int] = {
     "message_rejected": 422,
     "already_voted": 409,
     "poll_closed": 409,
+    "blocked": 403,  # networking: you block this user
+    "opt_in_required": 403,  # networking: join the event's directory first
     # notify (push, email, calendar, sharing, feedback)
     "invalid_link": 400,
     "feedback_not_open": 409,

@@ -26,7 +26,7 @@ from domain.errors import FoyerError, field_error, not_found
 from rooms.broadcast import deliver, stage
 from rooms.local import Conn, Member
 from rooms.membership import message_view, rate_limited_ms
-from rooms.names import parse_room
+from rooms.names import CHAT_KINDS, parse_room
 from rooms.protocol import (
     ChatEditIn,
     ChatHistoryIn,
@@ -108,7 +108,7 @@ def bind(live: Live) -> None:
     def chat_member(sid: str, room_name: str) -> Member:
         rn = parse_room(room_name)
         member = member_of(live.conn(sid), rn.name)
-        if rn.kind == "user":
+        if rn.kind not in CHAT_KINDS:
             raise FoyerError("forbidden", "there is no chat in private rooms")
         return member
 

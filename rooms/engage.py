@@ -73,9 +73,10 @@ def require(cond: bool, code: str, message: str) -> None:
 
 
 def bind(live: Live) -> Engagement:
-    from rooms import polls, qa
+    from rooms import networking, polls, qa
 
     eng = Engagement(live)
     qa.bind(live, eng)
     polls.bind(live, eng)
+    networking.bind(live, eng)
     return eng

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,8 @@ from domain.policy import ROOM_JOIN_ACTIONS, Action, EventAccess, decide, load_a
 from storage.rooms import session_event_id
 
 KINDS = ("event", "session", "staff", "user")
-_NAME = re.compile(r"^(event|session|staff|user):([0-9a-fA-F-]{32,36})$")
+CHAT_KINDS = ("event", "session", "staff")  # rooms where chat:send & co. work
+_NAME = re.compile(r"^([a-z]{2,16}):([0-9a-fA-F-]{32,36})$")
 _EVENT_NAME = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 
 # session id -> event id (immutable once created), to spare a query per staged event
@@ -42,7 +44,7 @@ def parse_room(value: Any, field: str = "room") -> RoomName:
     if not isinstance(value, str):
         raise field_error(field, "must be a room name such as event:<id>")
     m = _NAME.match(value)
-    if not m:
+    if not m or (m.group(1) not in KINDS and m.group(1) not in EXTRA_KINDS):
         raise field_error(field, "must be event:<id>, session:<id>, staff:<id> or user:<id>")
     try:
         return RoomName(m.group(1), uuid.UUID(m.group(2)))
@@ -61,6 +63,9 @@ async def event_id_of(conn: Any, rn: RoomName) -> uuid.UUID | None:
         return rn.id
     if rn.kind == "user":
         return None
+    extra = EXTRA_KINDS.get(rn.kind)
+    if extra is not None:
+        return await extra.event_id(conn, rn.id)
     cached = _session_events.get(rn.id)
     if cached is not None:
         return cached
@@ -87,11 +92,34 @@ async def authorize_join(conn: Any, principal: Principal, rn: RoomName) -> JoinG
         if not may_join_user_room(principal, rn.id):
             raise not_found("room")
         return JoinGrant(rn, None, False, None)
+    extra = EXTRA_KINDS.get(rn.kind)
+    if extra is not None:
+        return await extra.authorize(conn, principal, rn)
     event_id = await event_id_of(conn, rn)
     assert event_id is not None
     access = await load_access(conn, principal, event_id)
     decide(access, ROOM_JOIN_ACTIONS[rn.kind])
     return JoinGrant(rn, event_id, access.can(Action.MODERATE_LIVE), access)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomKind:
+    """A room kind added by a feature (e.g. `dm:` one-to-one rooms, rooms/networking.py)."""
+
+    event_id: Callable[[Any, uuid.UUID], Awaitable[uuid.UUID | None]]  # (conn, id) -> event, or not_found
+    authorize: Callable[[Any, Principal, RoomName], Awaitable[JoinGrant]]  # the join decision
+
+
+EXTRA_KINDS: dict[str, RoomKind] = {}
+
+
+def register_kind(kind: str, *, event_id: Callable[[Any, uuid.UUID], Awaitable[uuid.UUID | None]],
+                  authorize: Callable[[Any, Principal, RoomName], Awaitable[JoinGrant]]) -> None:
+    """Extension point: a new room kind `<kind>:<uuid>` whose event and join rights the feature
+    decides. Chat events other than `chat:history` are refused there (not in CHAT_KINDS)."""
+    if kind in KINDS or not re.fullmatch(r"[a-z]{2,16}", kind):
+        raise ValueError(f"bad room kind {kind!r}")
+    EXTRA_KINDS[kind] = RoomKind(event_id, authorize)
 
 
 def require_moderator(can_moderate: bool) -> None:

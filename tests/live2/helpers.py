@@ -60,7 +60,7 @@ class Person:
 
 
 async def bulk_users(dsn: str, n: int, *, event_id: str | None = None, role: str = "attendee",
-                     prefix: str = "Voter") -> list[Person]:
+                     prefix: str = "Voter", names: list[str] | None = None) -> list[Person]:
     import uuid
 
     from config import load_settings
@@ -72,7 +72,7 @@ async def bulk_users(dsn: str, n: int, *, event_id: str | None = None, role: str
     tokens = TokenService(secret=TEST_JWT_SECRET, issuer=auth.jwt_issuer, audience=auth.jwt_audience,
                           access_ttl_seconds=3600)
     ids = [uuid.uuid4() for _ in range(n)]
-    names = [f"{prefix} {i}" for i in range(n)]
+    names = names or [f"{prefix} {i}" for i in range(n)]
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(
