@@ -296,10 +296,19 @@ async def blocks(core: Core, principal: Principal | None) -> dict[str, Any]:
 
 # --- the private room of a pair: dm:{connection_id} --------------------------------------------------
 
+_dm_events: dict[uuid.UUID, uuid.UUID] = {}  # connection -> event (immutable): a query less per message
+
+
 async def _dm_event_id(conn: Any, connection_id: uuid.UUID) -> uuid.UUID | None:
+    cached = _dm_events.get(connection_id)
+    if cached is not None:
+        return cached
     event_id = await store.connection_event(conn, connection_id)
     if event_id is None:
         raise not_found("room")
+    if len(_dm_events) > 100_000:
+        _dm_events.clear()
+    _dm_events[connection_id] = event_id
     return event_id
 
 

@@ -152,6 +152,23 @@ async def with_results(tx: Any, core: Core, poll: Poll, *, manager: bool) -> dic
     return view
 
 
+async def views_with_results(tx: Any, core: Core, polls: list[Poll], *, manager: bool) -> list[dict[str, Any]]:
+    """`with_results` for many polls, with one counters query."""
+    many = await store.results_many(tx, [p.id for p in polls])
+    top = word_top(core)
+    views = []
+    for poll in polls:
+        voters, counts = many[poll.id]
+        if poll.kind == "word_cloud":
+            counts = dict(list(counts.items())[:top])
+        view = staff_view(poll) if manager else public_view(poll)
+        view["voters"] = voters
+        if manager or results_visible(poll):
+            view["results"] = results_view(poll, counts)
+        views.append(view)
+    return views
+
+
 async def get(core: Core, principal: Principal | None, poll_id: uuid.UUID) -> dict[str, Any]:
     async with core.db.transaction("poll.get", isolation="repeatable_read", readonly=True) as tx:
         poll = await store.get_poll(tx, poll_id)
@@ -167,4 +184,4 @@ async def list_for_event(core: Core, principal: Principal | None, event_id: uuid
     async with core.db.transaction("poll.list", isolation="repeatable_read", readonly=True) as tx:
         manager = await _readable(tx, principal, event_id)
         polls = await store.list_polls(tx, event_id, include_drafts=manager)
-        return {"polls": [await with_results(tx, core, p, manager=manager) for p in polls]}
+        return {"polls": await views_with_results(tx, core, polls, manager=manager)}

@@ -29,7 +29,7 @@ from rooms.broadcast import deliver, stage
 from rooms.chat import member_of
 from rooms.engage import Engagement
 from rooms.names import RoomName, parse_room
-from rooms.poll_admin import leader_view, results_of, with_results
+from rooms.poll_admin import leader_view, results_of, views_with_results, with_results
 from rooms.poll_rules import folded_banned, results_visible, staff_view, vote_keys
 from rooms.protocol import decode, event_handler, ok, uid
 from storage import outbox
@@ -73,10 +73,10 @@ def make_snapshot(core: Any):
         drafts included, staff view with results."""
         if rn.kind in ("event", "session"):
             polls = await store.room_polls(tx, rn.name, limit=SNAPSHOT_POLLS)
-            return {"polls": [await with_results(tx, core, p, manager=False) for p in polls]}
+            return {"polls": await views_with_results(tx, core, polls, manager=False)}
         if rn.kind == "staff":
             polls = await store.list_polls(tx, rn.id, include_drafts=True, limit=SNAPSHOT_POLLS * 2)
-            return {"polls": [await with_results(tx, core, p, manager=True) for p in polls]}
+            return {"polls": await views_with_results(tx, core, polls, manager=True)}
         return None
 
     return snapshot

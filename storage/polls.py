@@ -171,6 +171,21 @@ async def results(conn: Any, poll_id: uuid.UUID, *, top: int | None = None) -> t
     return voters, counts
 
 
+async def results_many(conn: Any, poll_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[int, dict[str, int]]]:
+    """`results` of several polls in one query (join snapshots, listings), counts by key."""
+    rows = await conn.fetch(
+        """SELECT poll_id, key, sum(n)::int AS n FROM poll_counts WHERE poll_id = ANY($1::uuid[])
+            GROUP BY poll_id, key HAVING sum(n) <> 0 ORDER BY poll_id, sum(n) DESC, key""", poll_ids)
+    out: dict[uuid.UUID, tuple[int, dict[str, int]]] = {p: (0, {}) for p in poll_ids}
+    for r in rows:
+        voters, counts = out[r["poll_id"]]
+        if r["key"] == VOTERS:
+            out[r["poll_id"]] = (r["n"], counts)
+        else:
+            counts[r["key"]] = r["n"]
+    return out
+
+
 async def score_quiz(conn: asyncpg.Connection, poll_id: uuid.UUID, correct: list[str], points: int) -> None:
     await conn.execute(
         """UPDATE poll_votes SET score = CASE WHEN choices = $2::text[] THEN $3 ELSE 0 END
