@@ -68,14 +68,25 @@ class OrderService:
                 await authorize(conn, principal, Action.BUY_TICKETS, event_id)
         now = datetime.now(UTC)
         plan = plan_order(event, order, now=now, max_seats=self.max_seats)
+        key = idempotency.valid_key(idempotency_key)
+        fp = idempotency.fingerprint(ORDERS_SCOPE, str(event_id), msgspec.json.encode(order))
         extra: dict = {}
         if self.pre_hold_hooks:
             ctx = HoldContext(principal=principal, event=event, order=order, plan=plan, headers=headers or {})
-            for hook in self.pre_hold_hooks:
-                await hook(ctx)
+            try:
+                for hook in self.pre_hold_hooks:
+                    await hook(ctx)
+            except FoyerError:
+                # A retry of an order that already succeeded gets its first answer, even if a hook
+                # would refuse it now (queue grant expired, a required question added since).
+                # Only refusals pay for this lookup; the happy path checks the key at the gate.
+                if key is not None:
+                    async with self.db.connection() as conn:
+                        stored = await idempotency.lookup(conn, ORDERS_SCOPE, str(principal.user_id), key, fp)
+                    if stored is not None:
+                        return stored.status, stored.body
+                raise
             extra = ctx.extra
-        key = idempotency.valid_key(idempotency_key)
-        fp = idempotency.fingerprint(ORDERS_SCOPE, str(event_id), msgspec.json.encode(order))
         marker_key = self.gate.marker_key(principal.user_id, key) if key else None
         units = self.gate.units_for([(ln.ticket_type_id, ln.quota_id, ln.quantity) for ln in plan.lines])
         adm = await self.gate.admit(event_id, units, marker_key=marker_key, marker_value=_marker("p", fp))

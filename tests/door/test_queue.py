@@ -72,18 +72,27 @@ async def test_queue_order_rate_one_place_and_grants(api, db):
         assert len(admitted) <= 5 * elapsed + 5 + 1, (len(admitted), elapsed)  # the rate (+1 s of credit)
         for i in admitted:
             seen.setdefault(i, elapsed)
-        waiting = [s for s in states if s["status"] == "waiting"]
-        assert [s["position"] for s in waiting] == list(range(1, len(waiting) + 1))
+        waiting = [s["position"] for s in states if s["status"] == "waiting"]
+        # Polled concurrently, so an admission may land between two polls: positions keep the
+        # arrival order and never exceed the line's length, but need not be contiguous.
+        assert waiting == sorted(set(waiting)) and all(1 <= p <= len(buyers) for p in waiting), states
         await asyncio.sleep(0.2)
     assert len(seen) == len(buyers)
     assert seen[len(buyers) - 1] >= 0.9  # 10 buyers at 5/s take about 2 s, not an instant
     # an admitted buyer holds with the grant; nobody else's grant works
     first = await _poll(api, door, buyers[0], tokens[0])
     grant = first["grant"]
+    first_key = key()
+    status, first_body = await api.post(f"/api/events/{door.event_id}/orders", user=buyers[0],
+                                        json={"items": [{"ticket_type_id": t["id"], "quantity": 1}]},
+                                        headers={"Idempotency-Key": first_key, GRANT_HEADER: grant})
+    assert status == 201, first_body
+    # The buyer lost the answer and retries without the grant (or after it expired): the first
+    # answer comes back, not queue_required, and no second order is made.
     status, body = await api.post(f"/api/events/{door.event_id}/orders", user=buyers[0],
                                   json={"items": [{"ticket_type_id": t["id"], "quantity": 1}]},
-                                  headers={"Idempotency-Key": key(), GRANT_HEADER: grant})
-    assert status == 201, body
+                                  headers={"Idempotency-Key": first_key})
+    assert (status, body) == (201, first_body)
     status, body = await api.post(f"/api/events/{door.event_id}/orders", user=buyers[1],
                                   json={"items": [{"ticket_type_id": t["id"], "quantity": 1}]},
                                   headers={GRANT_HEADER: grant})
