@@ -337,6 +337,14 @@ async def expire_due(conn: asyncpg.Connection, *, limit: int = 500,
     return orders, released
 
 
+async def open_order_ids(conn: Any, event_id: uuid.UUID) -> list[uuid.UUID]:
+    """Orders of an event that still hold seats or money: held, paid or confirmed (oldest first)."""
+    rows = await conn.fetch(
+        "SELECT id FROM orders WHERE event_id = $1 AND status IN ('held', 'paid', 'confirmed') ORDER BY created_at",
+        event_id)
+    return [r["id"] for r in rows]
+
+
 async def set_status(conn: asyncpg.Connection, order_id: uuid.UUID, status: str, *, paid: bool = False,
                      refunded_cents: int | None = None) -> None:
     await conn.execute(

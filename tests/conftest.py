@@ -121,6 +121,13 @@ def settings(settings_factory) -> Settings:
 
 
 @pytest.fixture
+def aiohttp_server(database_url, redis_prefix, aiohttp_server):  # noqa: F811 - extends pytest-aiohttp's
+    """pytest-aiohttp's server factory, set up after (so torn down before) this test's database and
+    Redis prefix: no server outlives the database it uses, whichever fixture started it."""
+    return aiohttp_server
+
+
+@pytest.fixture
 async def app_factory(database_url, redis_prefix, aiohttp_server):
     """Start an in-process Foyer node on a real port: `server = await app_factory(settings)`.
 

@@ -87,22 +87,37 @@ class PaymentService:
                 if own and exc.code == "not_found":  # buyers may cancel only their held orders
                     raise FoyerError("invalid_state", f"the order is {order.status}") from None
                 raise
+        return await self._cancel(order_id, by=principal.user_id, may_refund=not own,
+                                  reason=reason or ("cancelled by organizer" if not own else ""))
+
+    async def cancel_for_cancelled_event(self, order_id: uuid.UUID, *, reason: str) -> Order | None:
+        """System action after the event itself was cancelled (already authorized then): a held
+        order is cancelled, a paid one cancelled and refunded in full. Orders no longer open are
+        left as they are, so running this twice for one order changes nothing."""
+        try:
+            return await self._cancel(order_id, by=None, may_refund=True, reason=reason)
+        except FoyerError as exc:
+            if exc.code == "invalid_state":
+                return None
+            raise
+
+    async def _cancel(self, order_id: uuid.UUID, *, by: uuid.UUID | None, may_refund: bool, reason: str) -> Order:
         refund = None
         async with self.db.transaction("orders.cancel") as conn:
             order = await order_store.get_order(conn, order_id, for_update=True)
-            assert order is not None
+            if order is None:
+                raise not_found("order")
             if order.status == "held":
                 released = await order_store.move_counters(
                     conn, ((ln.ticket_type_id, -ln.quantity, 0) for ln in order.items))
-            elif order.status in ("paid", "confirmed") and not own:
-                released, refund = await self._void_and_refund(conn, order, None, None, principal.user_id,
-                                                               reason or "cancelled by organizer")
+            elif order.status in ("paid", "confirmed") and may_refund:
+                released, refund = await self._void_and_refund(conn, order, None, None, by, reason)
             else:
                 raise FoyerError("invalid_state", f"the order is {order.status}")
             await order_store.set_status(conn, order.id, "cancelled",
                                          refunded_cents=order.total_cents if refund else None)
             await order_store.append_outbox(conn, [("order.cancelled", order.event_id, order_store.order_fact(
-                order, previous_status=order.status, by=str(principal.user_id), reason=reason))])
+                order, previous_status=order.status, by=str(by) if by else "system", reason=reason))])
         await self.orders.after_release(released or Released())
         if refund is not None:
             await self._send_refund(refund)

@@ -13,7 +13,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from domain.services import Core
+from domain.consumers import Consumer
 from domain.tickets.catalog import SaleCatalog
+from domain.tickets.event_cancel import EventCancellationRefunds
 from domain.tickets.demo import add_demo_tickets
 from domain.tickets.holders import TicketHolders
 from domain.tickets.keys import EventKeys
@@ -106,5 +108,9 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
         await provider.close()  # type: ignore[attr-defined]
 
 
+def consumers(app: web.Application, core: Core) -> list[Consumer]:
+    return [EventCancellationRefunds(core.db, app[TICKETS].payments).consumer()]
+
+
 COMPONENT = Component(name="tickets", routers=(tickets.router, orders.router, payments.router), setup=setup,
-                      lifespan=lifespan, extra={"demo": add_demo_tickets})
+                      lifespan=lifespan, consumers=consumers, extra={"demo": add_demo_tickets})
