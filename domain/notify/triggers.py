@@ -217,11 +217,14 @@ class Triggers:
         if asker is None:
             return
         question = snippet(event.data.get("text") or "", 120)
-        n = Notification(key=str(event.id), kind="question_answered", title="Your question was answered",
+        question_id = event.data.get("question_id") or event.data.get("id")
+        # Once per question: marking it answered, unanswered and answered again notifies once.
+        key = f"answered:{question_id}" if question_id else str(event.id)
+        n = Notification(key=key, kind="question_answered", title="Your question was answered",
                          body=question or "Open the session to see the answer.",
                          data={"type": QUESTION_ANSWERED, "event_id": str(event.event_id or ""),
                                "session_id": str(event.data.get("session_id") or ""),
-                               "question_id": str(event.data.get("question_id") or event.data.get("id") or "")})
+                               "question_id": str(question_id or "")})
         await self.notifier.notify(n, [asker])
 
     # --- email ------------------------------------------------------------------------------

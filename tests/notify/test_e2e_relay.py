@@ -56,3 +56,45 @@ async def test_schedule_change_order_and_reset_flow_through_the_relay(node, napi
     # Nothing arrives twice, however the relay batches and retries.
     await asyncio.sleep(0.5)
     assert len(smtp.messages) == 3 and len(fcm.fake.delivered["tok-relay-fan-01"]) == 2
+
+
+async def test_question_answered_in_app_and_push(node, napi, ndb, fcm):
+    """Q&A over real sockets: a moderator marks a question answered → relay → the asker's in-app
+    notification (user room) and push (they asked for both)."""
+    from datetime import UTC, datetime
+
+    from handlers.devices import NOTIFY
+    from tests.notify.support import add_attendee, make_session
+    from tests.support.live import LiveClient
+
+    organizer, asker = await napi.register("Org"), await napi.register("Asker")
+    event = await make_event(ndb, organizer.id, starts_at=datetime.now(UTC) - timedelta(hours=1))
+    session = await make_session(ndb, event["id"], starts_at=datetime.now(UTC) - timedelta(minutes=5))
+    await add_attendee(ndb, event["id"], asker.id)
+    await napi.post("/api/me/devices", user=asker, json={"platform": "ios", "token": "tok-asker-relay-1"})
+    await napi.patch("/api/me/notification-preferences", user=asker, json={"in_app_and_push": True})
+    room = f"session:{session['id']}"
+    mod, att = (LiveClient(str(node.make_url("/")), token=u.access_token) for u in (organizer, asker))
+    try:
+        for client in (mod, att):
+            await client.connect()
+            assert (await client.call("room:join", {"room": room}))["ok"]
+        assert (await att.call("room:join", {"room": f"user:{asker.id}"}))["ok"]
+        in_app = node.app[NOTIFY].notifier.in_app  # presence is published every few seconds
+        await eventually(lambda: in_app.online_users([uuid.UUID(asker.id)]), within=15)
+        asked = await att.call("qa:ask", {"room": room, "text": "Are the slides online?", "client_id": "q1"})
+        assert asked["ok"], asked
+        for answered in (True, False, True):  # answered, unanswered, answered again: one notification
+            ack = await mod.call("qa:answer", {"room": room, "id": asked["id"], "answered": answered})
+            assert ack["ok"], ack
+        note = await att.wait_for("notification", timeout=15) if not att.events["notification"] else \
+            att.events["notification"][0]
+        assert note["kind"] == "question_answered" and note["body"] == "Are the slides online?"
+        push = (await eventually(lambda: fcm.fake.delivered.get("tok-asker-relay-1"), within=15))[0]
+        assert push["notification"]["title"] == "Your question was answered"
+        assert push["apns"]["headers"]["apns-priority"] == "5"
+        await asyncio.sleep(0.5)
+        assert len(att.events["notification"]) == 1 and len(fcm.fake.delivered["tok-asker-relay-1"]) == 1
+    finally:
+        for client in (mod, att):
+            await client.disconnect()
