@@ -79,8 +79,10 @@ def dumps(data: dict[str, Any]) -> bytes:
 
 
 async def stage(conn: asyncpg.Connection, *, room: str, event: str, data: dict[str, Any],
-                actor_id: uuid.UUID | None = None, dedupe_key: str | None = None) -> RoomEvent:
-    """Assign a seq and record the event in the caller's transaction (call it last)."""
+                actor_id: uuid.UUID | None = None, dedupe_key: str | None = None,
+                message_id: uuid.UUID | None = None) -> RoomEvent:
+    """Assign a seq and record the event in the caller's transaction (call it last).
+    `message_id`: a chat message of this transaction that takes the event's seq."""
     rn = parse_room(room)
     check_event_name(event)
     if "room" in data or "seq" in data:
@@ -89,7 +91,7 @@ async def stage(conn: asyncpg.Connection, *, room: str, event: str, data: dict[s
     event_id = await event_id_of(conn, rn)
     seq, created = await room_store.append_event(
         conn, room=rn.name, event_id=event_id, event=event, data=orjson.loads(data_json),
-        actor_id=actor_id, dedupe_key=dedupe_key,
+        actor_id=actor_id, dedupe_key=dedupe_key, message_id=message_id,
     )
     return RoomEvent(rn.name, seq, event, data_json, created)
 

@@ -8,8 +8,10 @@ Rules (each violation is an error ack with a stable code):
 - per-user rate limits across rooms (`rate_limited`, details.retry_after[_ms]) and the room's
   slow mode (`slow_mode`, same details; moderators are exempt from both);
 - authors edit/delete their own messages; moderators delete anyone's (never edit);
-- `chat:send` is acked `{ok, id, seq}` only once the message is durable; a retry with the same
-  `client_id` returns the first message's id and seq (`duplicate: true`) and posts nothing.
+- `chat:send` is acked `{ok, id, seq}` only once the message is durable (group-committed per
+  room, rooms/chatbatch.py); a retry with the same `client_id` returns the first message's id
+  and seq (`duplicate: true`) and posts nothing. Mutes and bans are checked when the message
+  is accepted: a sanction committed a few milliseconds later does not recall it.
 """
 
 from __future__ import annotations
@@ -20,10 +22,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import asyncpg
-
 from domain.errors import FoyerError, field_error, not_found
 from rooms.broadcast import deliver, stage
+from rooms.chatbatch import PendingMessage
 from rooms.local import Conn, Member
 from rooms.membership import message_view, rate_limited_ms
 from rooms.names import CHAT_KINDS, parse_room
@@ -123,52 +124,35 @@ def bind(live: Live) -> None:
         text = clean_text(req.text, max_length=settings.live_chat_max_length, banned=banned)
         reply_to = uid(req.reply_to, "reply_to") if req.reply_to else None
         created = datetime.now(UTC)
-        message_id = uuid.uuid4()
-        try:
-            async with core.db.transaction("chat.send") as tx:
-                dup = await chat_store.find_by_client_id(tx, room.name, conn.user_id, req.client_id)
-                if dup is not None:
-                    return ok(id=str(dup[0]), seq=dup[1], duplicate=True)
-                sanction = await chat_store.active_sanction(tx, room.name, conn.user_id)
-                if sanction is not None:
-                    kind, until = sanction
-                    raise FoyerError("banned" if kind == "ban" else "muted",
-                                     "you are banned from this room" if kind == "ban" else "you are muted in this room",
-                                     details={"until": until.isoformat() if until else None})
-                if reply_to is not None:
-                    parent = await chat_store.get_message(tx, room.name, reply_to)
-                    if parent is None or parent.deleted_at is not None:
-                        raise not_found("message")
-                await check_rate(member, "chat", settings.live_chat_rate_limit)
-                if room.slow_mode_seconds and not member.can_moderate:
-                    wait = await limits().slow_mode(room.name, str(conn.user_id), seconds=room.slow_mode_seconds)
-                    if wait:
-                        seconds = max(1, -(-wait // 1000))
-                        raise FoyerError("slow_mode", f"slow mode: one message every {room.slow_mode_seconds} s",
-                                         details={"retry_after": seconds, "retry_after_ms": wait})
-                await chat_store.insert_message(tx, id=message_id, room=room.name, user_id=conn.user_id,
-                                                client_id=req.client_id, text=text, reply_to=reply_to,
-                                                created_at=created)
-                await outbox.append(tx, type="message.posted", event_id=room.event_id, data={
-                    "message_id": str(message_id), "room": room.name, "user_id": str(conn.user_id),
-                    "reply_to": str(reply_to) if reply_to else None, "length": len(text),
-                })
-                payload: dict[str, Any] = {
-                    "id": str(message_id), "user": {"id": str(conn.user_id), "name": conn.name or ""},
-                    "text": text, "ts": int(created.timestamp() * 1000),
-                }
-                if reply_to is not None:
-                    payload["reply_to"] = str(reply_to)
-                ev = await stage(tx, room=room.name, event="chat:message", data=payload, actor_id=conn.user_id)
-                await chat_store.set_message_seq(tx, message_id, ev.seq)
-        except asyncpg.UniqueViolationError:
-            # a concurrent retry with the same client_id won the race: answer with its result
-            dup = await chat_store.find_by_client_id(core.db, room.name, conn.user_id, req.client_id)
-            if dup is None:
-                raise
+        dup, sanction = await chat_store.send_checks(core.db, room.name, conn.user_id, req.client_id)
+        if dup is not None:  # a retry: the first result, not a second message (and no rate limit)
             return ok(id=str(dup[0]), seq=dup[1], duplicate=True)
-        await deliver(core, ev)
-        return ok(id=str(message_id), seq=ev.seq)
+        if sanction is not None:
+            kind, until = sanction
+            raise FoyerError("banned" if kind == "ban" else "muted",
+                             "you are banned from this room" if kind == "ban" else "you are muted in this room",
+                             details={"until": until.isoformat() if until else None})
+        if reply_to is not None:
+            parent = await chat_store.get_message(core.db, room.name, reply_to)
+            if parent is None or parent.deleted_at is not None:
+                raise not_found("message")
+        await check_rate(member, "chat", settings.live_chat_rate_limit)
+        if room.slow_mode_seconds and not member.can_moderate:
+            wait = await limits().slow_mode(room.name, str(conn.user_id), seconds=room.slow_mode_seconds)
+            if wait:
+                seconds = max(1, -(-wait // 1000))
+                raise FoyerError("slow_mode", f"slow mode: one message every {room.slow_mode_seconds} s",
+                                 details={"retry_after": seconds, "retry_after_ms": wait})
+        message_id = uuid.uuid4()
+        payload: dict[str, Any] = {
+            "id": str(message_id), "user": {"id": str(conn.user_id), "name": conn.name or ""},
+            "text": text, "ts": int(created.timestamp() * 1000),
+        }
+        if reply_to is not None:
+            payload["reply_to"] = str(reply_to)
+        item = PendingMessage(chat_store.NewMessage(id=message_id, user_id=conn.user_id, client_id=req.client_id,
+                                                    text=text, reply_to=reply_to, created_at=created), payload)
+        return await live.sends.submit(room, item)
 
     @sio.on("chat:edit", namespace="/live")
     @event_handler

@@ -97,7 +97,7 @@ def bind(live: Live) -> None:
             await outbox.append(tx, type="room.joined", event_id=grant.event_id, data={
                 "room": rn.name, "user_id": str(conn.user_id), "node": core.node_id,
                 "rejoin": req.last_seq is not None,
-            })
+            }, notify=False)
         room = await live.open_room(rn.name, grant.event_id)
         member = live.add_member(conn, room, can_moderate=grant.can_moderate)
         try:

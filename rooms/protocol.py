@@ -7,14 +7,17 @@ codes are in domain/errors.py and docs/protocol.md. A handler never raises to py
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
+from redis import exceptions as redis_exceptions
 
 from domain.errors import FoyerError, field_error, validation_failed
 from handlers.api import _validation_details
@@ -118,15 +121,31 @@ def ok(**fields: Any) -> dict[str, Any]:
     return {"ok": True, **fields}
 
 
+# Socket events handled at once per node. A keynote join storm queues here instead of
+# exhausting the Redis (64) and PostgreSQL pools; the wait is backpressure, not an error.
+MAX_CONCURRENT_EVENTS = 48
+_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
 def event_handler(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """Wrap a socket event handler: every failure becomes an error ack, never an exception."""
+    """Wrap a socket event handler: bounded concurrency per node, and every failure becomes an
+    error ack, never an exception (`unavailable` when Redis cannot be reached)."""
 
     @functools.wraps(fn)
     async def wrapper(sid: str, data: Any = None, *rest: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        slots = _slots.get(loop)
+        if slots is None:
+            slots = _slots[loop] = asyncio.Semaphore(MAX_CONCURRENT_EVENTS)
         try:
-            return await fn(sid, data)
+            async with slots:
+                return await fn(sid, data)
         except FoyerError as exc:
             return exc.as_ack()
+        except (redis_exceptions.ConnectionError, redis_exceptions.TimeoutError):
+            log.warning("socket event %s: Redis unavailable", fn.__name__, exc_info=True)
+            return FoyerError("unavailable", "live rooms are temporarily unavailable, retry",
+                              details={"retry_after": 1}).as_ack()
         except Exception:
             log.exception("socket event %s failed", fn.__name__)
             return FoyerError("internal_error", "something went wrong").as_ack()

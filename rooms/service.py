@@ -21,6 +21,7 @@ from domain.identity import Principal
 from domain.services import Core
 from rooms.broadcast import dumps, repair, streams_of
 from rooms.bus import Bus
+from rooms.chatbatch import SendBatcher
 from rooms.local import Conn, LocalRoom, Member, decode_data
 from rooms.presence import Presence
 from server.realtime import FoyerServer
@@ -48,6 +49,7 @@ class Live:
         self._fill_locks: dict[str, asyncio.Lock] = {}
         self._delivered_closed = 0
         self.presence = Presence(core, self.rooms)
+        self.sends = SendBatcher(core)
         # name -> fn(conn, RoomName, seq): state added to join snapshots (see add_snapshot)
         self.snapshot_contributors: dict[str, Any] = {}
         sio.connect_hooks.append(self.on_connect)

@@ -32,6 +32,23 @@ async def find_by_client_id(conn: Any, room: str, user_id: uuid.UUID, client_id:
     return (row["id"], row["seq"]) if row else None
 
 
+async def send_checks(conn: Any, room: str, user_id: uuid.UUID, client_id: str
+                      ) -> tuple[tuple[uuid.UUID, int] | None, tuple[str, datetime | None] | None]:
+    """One round trip for chat:send: (an earlier message with this client_id: (id, seq), the
+    user's current ban or mute in the room: (kind, until))."""
+    row = await conn.fetchrow(
+        """SELECT (SELECT row(id, seq) FROM chat_messages
+                    WHERE room = $1 AND user_id = $2 AND client_id = $3) AS dup,
+                  (SELECT row(kind, until) FROM room_sanctions
+                    WHERE room = $1 AND user_id = $2 AND (until IS NULL OR until > now())
+                    ORDER BY kind = 'ban' DESC LIMIT 1) AS sanction""",
+        room, user_id, client_id,
+    )
+    dup = (row["dup"][0], row["dup"][1]) if row["dup"] is not None else None
+    sanction = (row["sanction"][0], row["sanction"][1]) if row["sanction"] is not None else None
+    return dup, sanction
+
+
 async def active_sanction(conn: Any, room: str, user_id: uuid.UUID) -> tuple[str, datetime | None] | None:
     """The user's current ban (preferred) or mute in `room`: (kind, until or None)."""
     row = await conn.fetchrow(
@@ -71,6 +88,34 @@ async def insert_message(conn: asyncpg.Connection, *, id: uuid.UUID, room: str, 
            VALUES ($1, $2, $3, $4, $5, $6, $7)""",
         id, room, user_id, client_id, text, reply_to, created_at,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    client_id: str
+    text: str
+    reply_to: uuid.UUID | None
+    created_at: datetime
+
+
+async def insert_messages(conn: asyncpg.Connection, room: str, messages: list[NewMessage]) -> set[uuid.UUID]:
+    """Insert a batch; returns the ids actually inserted (a (user, client_id) that already exists,
+    e.g. a concurrent retry, is skipped). A reply to a message that no longer exists becomes a
+    plain message."""
+    rows = await conn.fetch(
+        """INSERT INTO chat_messages (id, room, user_id, client_id, text, reply_to, created_at)
+           SELECT m.id, $1, m.user_id, m.client_id, m.text,
+                  (SELECT p.id FROM chat_messages p WHERE p.id = m.reply_to AND p.room = $1), m.created_at
+             FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::uuid[], $7::timestamptz[])
+                  AS m(id, user_id, client_id, text, reply_to, created_at)
+           ON CONFLICT ON CONSTRAINT chat_messages_client_id DO NOTHING
+           RETURNING id""",
+        room, [m.id for m in messages], [m.user_id for m in messages], [m.client_id for m in messages],
+        [m.text for m in messages], [m.reply_to for m in messages], [m.created_at for m in messages],
+    )
+    return {r["id"] for r in rows}
 
 
 async def set_message_seq(conn: asyncpg.Connection, message_id: uuid.UUID, seq: int) -> None:

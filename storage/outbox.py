@@ -60,11 +60,15 @@ async def append(
     event_id: uuid.UUID | None = None,
     key: str | None = None,
     version: int = 1,
+    notify: bool = True,
 ) -> OutboxEvent:
     """Record a domain fact inside the caller's transaction.
 
     `type` is dotted, past tense (`order.paid`, `session.changed`). `key` orders delivery on Kafka
     (same key, same partition); it defaults to the event id, else the outbox id.
+    `notify=False` skips the NOTIFY for high-volume facts nobody waits for (chat messages, room
+    joins): in PostgreSQL a NOTIFY serialises the commits of every notifying transaction in the
+    cluster; the relay still picks the row up on its next wake-up or poll.
     """
     if not conn.is_in_transaction():
         raise RuntimeError("outbox.append must run inside the transaction that makes the fact true")
@@ -74,5 +78,6 @@ async def append(
            RETURNING seq, id, type, version, event_id, key, data, occurred_at""",
         type, version, event_id, key, data,
     )
-    await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+    if notify:
+        await conn.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
     return OutboxEvent.from_row(row)

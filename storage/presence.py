@@ -70,6 +70,17 @@ class PresenceStore:
                 continue
         return out
 
+    async def online_many(self, user_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        users = list(user_ids)
+        if not users:
+            return set()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for u in users:
+                pipe.hvals(self.user_key(u))
+            replies = await pipe.execute()
+        now = time.time()
+        return {u for u, vals in zip(users, replies, strict=True) if any(float(v) > now for v in vals)}
+
     async def is_online(self, user_id: uuid.UUID | str) -> bool:
         raw = await self.redis.hgetall(self.user_key(user_id))
         now = time.time()

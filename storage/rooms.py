@@ -36,6 +36,15 @@ from storage.redis import Keyspace
 # PostgreSQL
 # ------------------------------------------------------------------------------------------------
 
+_APPEND_SQL = """
+    WITH s AS (UPDATE live_rooms SET seq = seq + 1 WHERE room = $1 RETURNING seq),
+         e AS (INSERT INTO room_events (room, seq, event, data, actor_id, dedupe_key)
+               SELECT $1, s.seq, $2, $3, $4, $5 FROM s RETURNING seq),
+         m AS (UPDATE chat_messages SET seq = (SELECT seq FROM e) WHERE $6::uuid IS NOT NULL AND id = $6
+               RETURNING 1)
+    SELECT seq FROM e"""
+
+
 async def append_event(
     conn: asyncpg.Connection,
     *,
@@ -45,11 +54,14 @@ async def append_event(
     data: dict[str, Any],
     actor_id: uuid.UUID | None = None,
     dedupe_key: str | None = None,
+    message_id: uuid.UUID | None = None,
 ) -> tuple[int, bool]:
     """Assign the next seq of `room` and record the event; returns (seq, created).
 
     Creates the room row on first use. `created` is False when `dedupe_key` was seen before
-    (the returned seq is then the first event's).
+    (the returned seq is then the first event's). `message_id`: a chat message written earlier
+    in this transaction whose `seq` is set to this event's, in the same statement (the counter
+    lock is held for one statement plus the commit).
     """
     if not conn.is_in_transaction():
         raise RuntimeError("append_event must run inside the transaction that makes the event true")
@@ -59,17 +71,47 @@ async def append_event(
         )
         if seen is not None:
             return seen, False
-    seq = await conn.fetchval(
-        """WITH s AS (
-               INSERT INTO live_rooms AS r (room, event_id, seq) VALUES ($1, $2, 1)
-               ON CONFLICT (room) DO UPDATE SET seq = r.seq + 1
-               RETURNING seq)
-           INSERT INTO room_events (room, seq, event, data, actor_id, dedupe_key)
-           SELECT $1, s.seq, $3, $4, $5, $6 FROM s
-           RETURNING seq""",
-        room, event_id, event, data, actor_id, dedupe_key,
-    )
+    # A plain UPDATE takes a FOR NO KEY UPDATE row lock, which does not conflict with the FOR KEY
+    # SHARE locks that foreign keys to live_rooms take (chat_messages, room_events inserted by
+    # concurrent transactions). INSERT ... ON CONFLICT DO UPDATE would take FOR UPDATE and make
+    # every concurrent writer of the room wait for every other one's commit.
+    seq = await conn.fetchval(_APPEND_SQL, room, event, data, actor_id, dedupe_key, message_id)
+    if seq is None:
+        await ensure_room(conn, room, event_id)
+        seq = await conn.fetchval(_APPEND_SQL, room, event, data, actor_id, dedupe_key, message_id)
     return seq, True
+
+
+_APPEND_MANY_SQL = """
+    WITH s AS (UPDATE live_rooms SET seq = seq + $2 WHERE room = $1 RETURNING seq - $2 AS base),
+         ev AS (SELECT s.base + x.n AS seq, x.event, x.data, x.actor_id, x.message_id
+                  FROM s, unnest($3::text[], $4::text[], $5::uuid[], $6::uuid[]) WITH ORDINALITY
+                       AS x(event, data, actor_id, message_id, n)),
+         e AS (INSERT INTO room_events (room, seq, event, data, actor_id)
+               SELECT $1, ev.seq, ev.event, ev.data::jsonb, ev.actor_id FROM ev RETURNING seq),
+         m AS (UPDATE chat_messages c SET seq = ev.seq FROM ev
+                WHERE ev.message_id IS NOT NULL AND c.id = ev.message_id RETURNING 1)
+    SELECT min(seq) FROM e"""
+
+
+async def append_events(
+    conn: asyncpg.Connection,
+    *,
+    room: str,
+    event_id: uuid.UUID | None,
+    events: list[tuple[str, str, uuid.UUID | None, uuid.UUID | None]],
+) -> int:
+    """Group commit: assign consecutive seqs to several events of one room in one statement
+    (the counter lock is taken once per batch). `events` = (event, data JSON text, actor_id,
+    chat message id or None). Returns the first seq; the i-th event has first + i."""
+    if not conn.is_in_transaction():
+        raise RuntimeError("append_events must run inside the transaction that makes the events true")
+    cols = ([e[0] for e in events], [e[1] for e in events], [e[2] for e in events], [e[3] for e in events])
+    first = await conn.fetchval(_APPEND_MANY_SQL, room, len(events), *cols)
+    if first is None:
+        await ensure_room(conn, room, event_id)
+        first = await conn.fetchval(_APPEND_MANY_SQL, room, len(events), *cols)
+    return first
 
 
 async def ensure_room(conn: asyncpg.Connection | asyncpg.Pool, room: str, event_id: uuid.UUID | None) -> None:

@@ -226,3 +226,27 @@ async def test_outbox_broadcasts_and_online(node, api, database_url):
         assert asyncio.get_running_loop().time() < deadline + 5
         await asyncio.sleep(0.05)
     await c_org.disconnect()
+
+
+async def test_in_app_notifications_reach_the_private_room_once(node, api):
+    from rooms.inapp import LiveInApp
+
+    api.base_url = str(node.make_url("/")).rstrip("/")
+    user, other = await api.register("Ann"), await api.register("Offline")
+    core = node.app[CORE]
+    inapp = LiveInApp(core)
+    c = await connect(node, user)
+    await c.join(f"user:{user.id}")
+    deadline = asyncio.get_running_loop().time() + 5
+    while uuid.UUID(user.id) not in await inapp.online_users([uuid.UUID(user.id), uuid.UUID(other.id)]):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    assert await inapp.online_users([uuid.UUID(other.id)]) == set()
+    payload = {"id": "order.paid:1", "kind": "order", "title": "Paid", "body": "Enjoy", "data": {}}
+    await inapp.send(uuid.UUID(user.id), payload)
+    await inapp.send(uuid.UUID(user.id), payload)  # an at-least-once redelivery
+    await c.wait_until(lambda: c.events.get("notification"))
+    await asyncio.sleep(0.2)
+    (got,) = c.events["notification"]
+    assert got["title"] == "Paid" and got["room"] == f"user:{user.id}" and got["seq"] == 1
+    await c.disconnect()
