@@ -115,7 +115,11 @@ async def worker_main(cfg: dict[str, Any]) -> None:
                 payload["last_seq"] = c.last_seq
                 if c.epoch:
                     payload["epoch"] = c.epoch
-            ack = await asyncio.wait_for(c.emit("room:join", payload), 60)
+            for attempt in range(8):  # like a real client: retry what the server says to retry
+                ack = await asyncio.wait_for(c.emit("room:join", payload), 60)
+                if ack.get("ok") or ack["error"]["code"] not in ("busy", "unavailable", "rate_limited"):
+                    break
+                await asyncio.sleep(0.5 * (attempt + 1))
             if not ack.get("ok"):
                 raise RuntimeError(f"join failed: {ack}")
             c.epoch = ack.get("epoch") or c.epoch
@@ -125,6 +129,9 @@ async def worker_main(cfg: dict[str, Any]) -> None:
                 for item in ack.get("history", []):
                     if item["event"] == "chat:message":
                         c.see(item["data"]["seq"])
+                        text = item["data"].get("text", "")
+                        step = int(text[1:text.index("|")]) if text.startswith("s") and "|" in text else -1
+                        stats.replayed[step] = stats.replayed.get(step, 0) + 1
             elif c.last_seq == 0:
                 c.last_seq = ack["seq"]
                 c.first_seq = ack["seq"] + 1
@@ -205,7 +212,7 @@ async def worker_main(cfg: dict[str, Any]) -> None:
                     stats.failed[step] = stats.failed.get(step, 0) + 1
                     continue
                 text = f"s{step}|w{cfg['worker']}-{sent_total}"
-                fut = c.emit("chat:send", {"room": room, "text": text, "client_id": f"{cfg['worker']}-{sent_total}"})
+                fut = c.emit("chat:send", {"room": room, "text": text, "client_id": f"{cfg['run']}-{cfg['worker']}-{sent_total}"})
                 fut.add_done_callback(lambda f, step=step: on_ack(step, f))
             await asyncio.sleep(0.005)
     await asyncio.sleep(cfg["drain"])
@@ -215,6 +222,7 @@ async def worker_main(cfg: dict[str, Any]) -> None:
     result = {
         "worker": cfg["worker"],
         "received": stats.received,
+        "replayed": stats.replayed,
         "acked": stats.acked,
         "failed": stats.failed,
         "acked_max_seq": acked_max_seq,
@@ -350,7 +358,8 @@ def start_servers(kind: str, svc: Services, n: int = 2) -> list[tuple[int, subpr
         port = free_port()
         log = open(svc.tmp / f"{kind}-{port}.log", "wb")
         if kind == "foyer":
-            proc = subprocess.Popen([PY, str(ROOT / "run.py"), "serve"], cwd=ROOT, env=svc.node_env(port),
+            entry = os.environ.get("FOYER_BENCH_NODE_ENTRY") or str(ROOT / "run.py")  # e.g. a debugging wrapper
+            proc = subprocess.Popen([PY, entry, "serve"], cwd=ROOT, env=svc.node_env(port),
                                     stdout=log, stderr=subprocess.STDOUT)
         else:
             proc = subprocess.Popen([PY, __file__, "_baseline", str(port), svc.redis_url, channel], cwd=ROOT,
@@ -382,6 +391,7 @@ async def run_load(kind: str, ports: list[int], *, tokens: list[str], room: str,
     for i, tok in enumerate(tokens):
         specs[i % workers].append({"token": tok, "node": i % len(ports)})
     procs = []
+    run_id = secrets.token_hex(4)
     for w in range(workers):
         clients = specs[w]
         senders = senders_total // workers + (1 if w < senders_total % workers else 0)
@@ -392,6 +402,7 @@ async def run_load(kind: str, ports: list[int], *, tokens: list[str], room: str,
             "clients": clients, "senders": senders,
             "steps": [[s, r / workers * 1.0, d] for s, r, d in steps],
             "drain": args.drain, "reconnect": kill is not None, "survivor": 1,
+            "run": run_id,  # client_ids are unique per run: a reused one is (rightly) deduplicated
         }
         p = await asyncio.create_subprocess_exec(PY, __file__, "_worker", stdin=asyncio.subprocess.PIPE,
                                                  stdout=asyncio.subprocess.PIPE, cwd=ROOT, limit=2**26,
@@ -434,7 +445,8 @@ def summarize(results: list[dict[str, Any]], steps: list[tuple[int, float, float
     rows = []
     for step, rate, seconds in steps:
         k = str(step)
-        received = sum(r["received"].get(k, 0) for r in results)
+        received = sum(r["received"].get(k, 0) + r.get("replayed", {}).get(k, 0) for r in results)
+        replayed = sum(r.get("replayed", {}).get(k, 0) for r in results)
         acked = sum(r["acked"].get(k, 0) for r in results)
         failed = sum(r["failed"].get(k, 0) for r in results)
         hist: dict[int, int] = {}
@@ -443,7 +455,7 @@ def summarize(results: list[dict[str, Any]], steps: list[tuple[int, float, float
                 hist[int(ms)] = hist.get(int(ms), 0) + c
         rows.append({"rate": rate, "seconds": seconds, "acked": acked, "failed": failed,
                      "deliveries_per_s": received / seconds, "expected": acked * n_clients,
-                     "received": received, "lost": max(0, acked * n_clients - received),
+                     "received": received, "replayed": replayed, "lost": max(0, acked * n_clients - received),
                      "extra": max(0, received - acked * n_clients),
                      "p50": _pct(hist, 0.50), "p99": _pct(hist, 0.99), "max": max(hist) if hist else None})
     return rows
@@ -551,8 +563,8 @@ async def main_async(args: argparse.Namespace) -> int:
             print(f"  Foyer: {len(k_rec)} clients reconnected (p50 {fmt(_q(k_rec, .5), '.2f')} s, "
                   f"max {fmt(_q(k_rec, 1.0), '.2f')} s); per-client seq: gaps {k_check['gaps']}, duplicates "
                   f"{k_check['dups']}, missing at the end {k_check['tail_missing']} "
-                  f"(final seq {k_check['final_seq']}); deliveries lost {k_rows[0]['lost']}, "
-                  f"p99 {fmt(k_rows[0]['p99'])} ms")
+                  f"(final seq {k_check['final_seq']}); deliveries lost {k_rows[0]['lost']} of {k_rows[0]['expected']} "
+                  f"({k_rows[0]['replayed']} replayed on rejoin), live p99 {fmt(k_rows[0]['p99'])} ms")
             if b_rows is not None:
                 print(f"  python-socketio: {len(b_rec)} clients reconnected; deliveries lost {b_rows[0]['lost']} "
                       f"of {b_rows[0]['expected']} (no replay)")

@@ -45,6 +45,7 @@ class Stats:
 
     def __init__(self) -> None:
         self.received: dict[int, int] = {}
+        self.replayed: dict[int, int] = {}
         self.latency: dict[int, list[float]] = {}
         self.acked: dict[int, int] = {}
         self.failed: dict[int, int] = {}
@@ -217,7 +218,7 @@ class Conn(asyncio.Protocol):
         return fut
 
 
-async def open_conn(host: str, port: int, **kw: Any) -> Conn:
+async def open_conn(host: str, port: int, *, ready_timeout: float = 30.0, **kw: Any) -> Conn:
     loop = asyncio.get_running_loop()
     ready: asyncio.Future[Conn] = loop.create_future()
 
@@ -233,4 +234,4 @@ async def open_conn(host: str, port: int, **kw: Any) -> Conn:
         return conn
 
     await loop.create_connection(factory, host, port)
-    return await asyncio.wait_for(ready, 30)
+    return await asyncio.wait_for(ready, ready_timeout)

@@ -17,7 +17,7 @@ from typing import Any
 
 from domain.services import Core
 from rooms.broadcast import publish
-from rooms.presence import store_of
+from rooms.presence import online_users
 
 
 class LiveInApp:
@@ -25,7 +25,7 @@ class LiveInApp:
         self.core = core
 
     async def online_users(self, user_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-        return await store_of(self.core).online_many(user_ids)
+        return await online_users(self.core, list(user_ids))
 
     async def send(self, user_id: uuid.UUID, payload: dict[str, Any]) -> None:
         data = {k: v for k, v in payload.items() if k not in ("room", "seq")}

@@ -99,6 +99,8 @@ class LocalRoom:
         self.joined: dict[uuid.UUID, str] = {}
         self.left: set[uuid.UUID] = set()
         self.delivered = 0  # events delivered to members (metrics)
+        self.snapshot_cache: tuple[float, dict[str, Any]] | None = None  # (loop time, join ack part)
+        self.presence_cache: tuple[float, dict[str, Any]] | None = None
         self._on_gap = on_gap
         self._on_control = on_control
 

@@ -7,13 +7,15 @@
 - otherwise (fresh join, or `last_seq` too old / stream lost / epoch changed → `resync: true`):
   `history` is the last `live_history_size` chat messages in their current state and
   `snapshot` the current state other room features contribute, read in one consistent
-  PostgreSQL snapshot together with `seq`.
+  PostgreSQL snapshot together with `seq` — possibly a snapshot up to a second old followed, in
+  `history`, by every room event since (join storms share one snapshot per node per second).
 After the ack, the member receives every room event with a seq greater than the ack's `seq`,
 exactly once and in order; nothing from before it, never before the ack.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +34,9 @@ from storage.live_limits import LiveLimits
 
 if TYPE_CHECKING:
     from rooms.service import Live
+
+SNAPSHOT_CACHE_SECONDS = 1.0
+PRESENCE_CACHE_SECONDS = 0.5
 
 # name -> fn(conn, room name, seq) -> JSON-able state, run inside the snapshot transaction
 SnapshotFn = Callable[[Any, RoomName, int], Awaitable[Any]]
@@ -84,25 +89,26 @@ def bind(live: Live) -> None:
             raise rate_limited_ms(wait)
         async with core.db.transaction("room.join") as tx:
             grant = await authorize_join(tx, conn.principal, rn)
-            if rn.kind != "user":
-                banned = await chat_store.is_banned(tx, rn.name, conn.user_id)
-                if banned is not False:
-                    raise FoyerError("banned", "you are banned from this room",
-                                     details={"until": banned.isoformat() if banned else None})
-            if conn.name is None:
-                conn.name = await room_store.user_name(tx, conn.user_id)
-                if conn.name is None:
-                    raise FoyerError("unauthorized", "this account is not active")
-            await room_store.ensure_room(tx, rn.name, grant.event_id)
+            name, banned = await chat_store.join_checks(tx, rn.name, conn.user_id)
+            if name is None:
+                raise FoyerError("unauthorized", "this account is not active")
+            conn.name = name
+            if banned is not False and rn.kind != "user":
+                raise FoyerError("banned", "you are banned from this room",
+                                 details={"until": banned.isoformat() if banned else None})
             await outbox.append(tx, type="room.joined", event_id=grant.event_id, data={
                 "room": rn.name, "user_id": str(conn.user_id), "node": core.node_id,
                 "rejoin": req.last_seq is not None,
             }, notify=False)
+        if rn.name not in live.rooms:  # an open local room implies its row exists
+            # its own statement, committed at once: a join storm on a new room must not queue
+            # behind one joiner's transaction for the row's unique-index entry
+            await room_store.ensure_room(core.db, rn.name, grant.event_id)
         room = await live.open_room(rn.name, grant.event_id)
         member = live.add_member(conn, room, can_moderate=grant.can_moderate)
         try:
             ack = await join_ack(live, room, rn, req.last_seq, req.epoch)
-            ack["presence"] = await live.presence.summary(room)
+            ack["presence"] = await live.presence.summary(room, max_age=PRESENCE_CACHE_SECONDS)
         except BaseException:
             live.leave(conn, rn.name)
             raise
@@ -144,10 +150,37 @@ async def join_ack(live: Live, room: LocalRoom, rn: RoomName, last_seq: int | No
                     history.append({"event": event.decode(),
                                     "data": orjson.Fragment(event_json(room.room_json, seq, data))})
                 return ok(room=rn.name, seq=entries[-1][0], epoch=meta.epoch, history=history)
-    ack = await snapshot(live, rn)
+    ack = await cached_snapshot(live, room, rn)
     if last_seq is not None:
         ack["resync"] = True
     return ack
+
+
+async def cached_snapshot(live: Live, room: LocalRoom, rn: RoomName) -> dict[str, Any]:
+    """A fresh-join snapshot. A keynote's join storm must not run one PostgreSQL snapshot per
+    joiner: a snapshot taken at seq S less than SNAPSHOT_CACHE_SECONDS ago is reused, followed by
+    the room events after S from the replay stream (so the joiner still misses nothing). Falls
+    back to a new PostgreSQL snapshot when the stream cannot cover S onwards."""
+    loop = asyncio.get_running_loop()
+    cached = room.snapshot_cache
+    if cached is not None and loop.time() - cached[0] < SNAPSHOT_CACHE_SECONDS:
+        base = cached[1]
+        seq = base["seq"]
+        meta, entries = await streams_of(live.core).read(rn.name, after=seq,
+                                                          count=live.core.settings.live.live_stream_maxlen)
+        if meta is not None and meta.last <= seq and not entries:
+            return ok(room=rn.name, seq=seq, epoch=meta.epoch, history=list(base["history"]),
+                      snapshot=base["snapshot"])
+        if meta is not None and entries and entries[0][0] == seq + 1 \
+                and entries[-1][0] - entries[0][0] + 1 == len(entries):
+            history = list(base["history"])
+            for s, body in entries:
+                event, _, data = body.partition(b"\n")
+                history.append({"event": event.decode(), "data": orjson.Fragment(event_json(room.room_json, s, data))})
+            return ok(room=rn.name, seq=entries[-1][0], epoch=meta.epoch, history=history, snapshot=base["snapshot"])
+    ack = await snapshot(live, rn)
+    room.snapshot_cache = (loop.time(), ack)
+    return dict(ack)
 
 
 async def snapshot(live: Live, rn: RoomName) -> dict[str, Any]:

@@ -8,15 +8,18 @@
   that node since the last update. Larger rooms get counts only.
 - Member lists: complete up to `live_presence_list_max` users, otherwise a sample of that size
   (`sampled: true`).
-- `is_user_online(core, user_id)`: True while the user has a live connection on any node
-  (refreshed every few seconds; a crashed node's users expire within ~3 refresh periods).
+- `is_user_online(core, user_id)` / `online_users(core, ids)`: True while the user has a live
+  connection on any node (marked within one presence interval of connecting; a crashed node's
+  users stop counting when its heartbeat expires, ~3 refresh periods).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
+import secrets
 import time
 import uuid
 from typing import Any
@@ -30,15 +33,27 @@ log = logging.getLogger("foyer.rooms.presence")
 
 REFRESH_SECONDS = 10.0
 STALE_AFTER = 3 * REFRESH_SECONDS
+# Presence entries are per node *process*: a restarted node (same node_id) never inherits the
+# online marks of the process that crashed before it.
+INSTANCE = f"{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def presence_node(core: Core) -> str:
+    return f"{core.node_id}/{INSTANCE}"
 
 
 def store_of(core: Core) -> PresenceStore:
-    return PresenceStore(core.redis, core.keys, node_id=core.node_id, ttl=int(STALE_AFTER * 4))
+    return PresenceStore(core.redis, core.keys, node_id=presence_node(core), ttl=int(STALE_AFTER * 4))
 
 
 async def is_user_online(core: Core, user_id: uuid.UUID | str) -> bool:
     """Whether the user has a live Socket.IO connection on any node (for in-app vs push)."""
     return await store_of(core).is_online(user_id)
+
+
+async def online_users(core: Core, user_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """The subset of `user_ids` with a live connection on any node (two Redis round trips)."""
+    return await store_of(core).online_many(user_ids)
 
 
 class Presence:
@@ -87,8 +102,8 @@ class Presence:
             await asyncio.gather(self._task, return_exceptions=True)
         # leave cleanly: our entries and online marks go now, not after they go stale
         try:
-            await self.store.write(((r.name, 0, []) for r in self.rooms.values()), (), list(self.user_conns),
-                                   online_until=0)
+            await self.store.write(((r.name, 0, []) for r in self.rooms.values()), (), (), heartbeat_ttl=1)
+            await self.store.forget_node(list(self.user_conns))
         except Exception:
             log.debug("presence cleanup on stop failed", exc_info=True)
 
@@ -115,12 +130,11 @@ class Presence:
             changes.append((room, room.joined, room.left))
             room.joined, room.left = {}, set()
             room.presence_dirty = False
-        users = self.user_conns.keys() if refresh else self.users_dirty
-        online = [u for u in users if u in self.user_conns]
+        online = [u for u in self.users_dirty if u in self.user_conns]
         offline = [u for u in self.users_dirty if u not in self.user_conns]
         self.users_dirty = set()
         await self.store.write(((r.name, len(r.users), self._sample(r)) for r in rooms), online, offline,
-                               online_until=time.time() + STALE_AFTER)
+                               heartbeat_ttl=int(STALE_AFTER))
         for room, joined, left in changes:
             await self._broadcast(room, joined, left)
 
@@ -133,15 +147,19 @@ class Presence:
     async def _broadcast(self, room: LocalRoom, joined: dict[Any, str], left: set[Any]) -> None:
         summary = await self.summary(room)
         data: dict[str, Any] = {"count": summary["count"]}
-        if summary["count"] <= self.events_max:
+        if summary["count"] <= self.events_max and len(joined) + len(left) <= self.events_max:
             data["joined"] = [{"id": str(u), "name": n} for u, n in joined.items()]
             data["left"] = [str(u) for u in left]
         await publish_ephemeral(self.core, room=room.name, event="presence:update", data=data)
 
-    async def summary(self, room: LocalRoom) -> dict[str, Any]:
-        """{count, members: [{id, name}], sampled} across nodes (this node's part is live)."""
+    async def summary(self, room: LocalRoom, *, max_age: float = 0.0) -> dict[str, Any]:
+        """{count, members: [{id, name}], sampled} across nodes (this node's part is live);
+        `max_age` > 0 allows a cached answer that old (join storms)."""
+        loop = asyncio.get_running_loop()
+        if max_age > 0 and room.presence_cache is not None and loop.time() - room.presence_cache[0] < max_age:
+            return room.presence_cache[1]
         entries = await self.store.read_room(room.name)
-        entries[self.core.node_id] = {"n": len(room.users), "t": time.time(), "u": self._sample(room)}
+        entries[presence_node(self.core)] = {"n": len(room.users), "t": time.time(), "u": self._sample(room)}
         horizon = time.time() - STALE_AFTER
         count = 0
         members: dict[str, str] = {}
@@ -152,8 +170,10 @@ class Presence:
             for uid, name in entry.get("u", ()):
                 if len(members) < self.list_max:
                     members.setdefault(uid, name)
-        return {"count": count, "members": [{"id": u, "name": n} for u, n in members.items()],
-                "sampled": count > len(members)}
+        result = {"count": count, "members": [{"id": u, "name": n} for u, n in members.items()],
+                  "sampled": count > len(members)}
+        room.presence_cache = (loop.time(), result)
+        return result
 
 
 __all__ = ["Presence", "is_user_online"]

@@ -136,12 +136,38 @@ class QueueWriter:
         return True
 
 
+class CloseGate:
+    """Spreads connection teardown over loop iterations.
+
+    When thousands of clients disconnect at once, their read loops all wake in the same loop
+    iteration; running every teardown (engine.io/Socket.IO disconnect handlers, room cleanup,
+    the HTTP response's end) there would stall the loop for the whole batch. Each teardown first
+    takes one of `burst` slots and yields once, so at most `burst` teardowns run per iteration
+    and timers, pings and other clients' messages are served in between.
+    """
+
+    def __init__(self, burst: int = 32) -> None:
+        self.burst = burst
+        self._sems: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+    def slot(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        sem = self._sems.get(loop)
+        if sem is None:
+            self._sems = {loop: (sem := asyncio.Semaphore(self.burst))}  # one loop per process in practice
+        return sem
+
+
+CLOSE_GATE = CloseGate()
+
+
 class FoyerWebSocket(eio_aiohttp.WebSocket):
     """engine.io's aiohttp WebSocket driver, with a direct write path for fresh WebSocket clients."""
 
     async def __call__(self, environ: dict[str, Any]) -> web.WebSocketResponse:
         request: web.Request = environ["aiohttp.request"]
-        self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False)
+        self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False,
+                                           autoclose=False)
         await self._sock.prepare(request)
         self.environ = environ
         sock = getattr(self.handler, "__self__", None)
@@ -204,11 +230,13 @@ async def _serve_direct(sock: Any, ws: web.WebSocketResponse, request: web.Reque
                 break
     finally:
         writer.dead = True
-        try:
-            await sock.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
-        finally:
-            if not ws.closed:
-                await ws.close()
+        async with CLOSE_GATE.slot():
+            await asyncio.sleep(0)
+            try:
+                await sock.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+            finally:
+                if not ws.closed:
+                    await ws.close(drain=False)
 
 
 # ------------------------------------------------------------------------------------------------

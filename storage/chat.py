@@ -60,6 +60,20 @@ async def active_sanction(conn: Any, room: str, user_id: uuid.UUID) -> tuple[str
     return (row["kind"], row["until"]) if row else None
 
 
+async def join_checks(conn: Any, room: str, user_id: uuid.UUID) -> tuple[str | None, datetime | None | bool]:
+    """(the user's name, or None if the account is missing/disabled; the room ban: False when not
+    banned, else its end or None for indefinitely) in one round trip."""
+    row = await conn.fetchrow(
+        """SELECT (SELECT name FROM users WHERE id = $2 AND disabled_at IS NULL) AS name,
+                  EXISTS (SELECT 1 FROM room_sanctions WHERE room = $1 AND user_id = $2 AND kind = 'ban'
+                           AND (until IS NULL OR until > now())) AS banned,
+                  (SELECT until FROM room_sanctions WHERE room = $1 AND user_id = $2 AND kind = 'ban'
+                    AND (until IS NULL OR until > now())) AS until""",
+        room, user_id,
+    )
+    return row["name"], (row["until"] if row["banned"] else False)
+
+
 async def is_banned(conn: Any, room: str, user_id: uuid.UUID) -> datetime | None | bool:
     row = await conn.fetchrow(
         """SELECT until FROM room_sanctions WHERE room = $1 AND user_id = $2 AND kind = 'ban'

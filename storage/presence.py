@@ -3,10 +3,14 @@
 Layout (all keys under `live:`):
 - `pr:<room>`  HASH node_id -> JSON {"n": users on that node, "t": unix time written,
                 "u": [[user_id, name], ...] (a sample of at most `list_max`)}
-- `on:<user>`  HASH node_id -> unix time until which the user counts as online there
-Each node rewrites its own fields (coalesced, at most once per presence interval per room, and
-all of them every refresh period), so a crashed node's fields go stale and are ignored by
-readers after `stale_after` seconds; key TTLs clean them up.
+- `on:<user>`  HASH node_id -> "1" while the user has a connection on that node (written only on
+               the user's first connect / last disconnect there, batched)
+- `node:<id>`  a node's heartbeat, refreshed every few seconds with a TTL: the online fields of a
+               node whose heartbeat expired (it crashed) are ignored and cleaned up lazily
+Each node rewrites its own room entries (coalesced, at most once per presence interval per room,
+and all of them every refresh period), so a crashed node's entries go stale and are ignored by
+readers after `stale_after` seconds; key TTLs clean them up. Writes go out in pipelines of at
+most `CHUNK` commands, so a mass connect or disconnect never builds one huge pipeline.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import orjson
 import redis.asyncio as aioredis
 
 from storage.redis import Keyspace
+
+CHUNK = 200
 
 
 class PresenceStore:
@@ -34,31 +40,47 @@ class PresenceStore:
     def user_key(self, user_id: uuid.UUID | str) -> str:
         return self.keys("live", "on", str(user_id))
 
+    def node_key(self, node: str) -> str:
+        return self.keys("live", "node", node)
+
     async def write(self, rooms: Iterable[tuple[str, int, list[list[str]]]],
-                    online: Iterable[uuid.UUID], offline: Iterable[uuid.UUID], *, online_until: float) -> None:
-        """One pipeline: this node's entry for each room, and online/offline users."""
+                    online: Iterable[uuid.UUID], offline: Iterable[uuid.UUID], *, heartbeat_ttl: int) -> None:
+        """This node's entry for each room, its online/offline users and its heartbeat."""
         now = int(time.time())
-        until = str(int(online_until)).encode()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            n = 0
-            for room, count, sample in rooms:
-                key = self.room_key(room)
-                if count:
-                    pipe.hset(key, self.node, orjson.dumps({"n": count, "t": now, "u": sample}))
-                    pipe.expire(key, self.ttl)
-                else:
-                    pipe.hdel(key, self.node)
-                n += 1
-            for user in online:
-                key = self.user_key(user)
-                pipe.hset(key, self.node, until)
-                pipe.expire(key, self.ttl)
-                n += 1
-            for user in offline:
-                pipe.hdel(self.user_key(user), self.node)
-                n += 1
-            if n:
+        commands: list[tuple] = [("set", self.node_key(self.node), b"1", heartbeat_ttl)]
+        for room, count, sample in rooms:
+            key = self.room_key(room)
+            if count:
+                commands.append(("hset", key, self.node, orjson.dumps({"n": count, "t": now, "u": sample})))
+                commands.append(("expire", key, self.ttl))
+            else:
+                commands.append(("hdel", key, self.node))
+        for user in online:
+            commands.append(("hset", self.user_key(user), self.node, b"1"))
+        for user in offline:
+            commands.append(("hdel", self.user_key(user), self.node))
+        for i in range(0, len(commands), CHUNK):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for cmd in commands[i:i + CHUNK]:
+                    if cmd[0] == "set":
+                        pipe.set(cmd[1], cmd[2], ex=cmd[3])
+                    elif cmd[0] == "hset":
+                        pipe.hset(cmd[1], cmd[2], cmd[3])
+                    elif cmd[0] == "expire":
+                        pipe.expire(cmd[1], cmd[2])
+                    else:
+                        pipe.hdel(cmd[1], cmd[2])
                 await pipe.execute()
+
+    async def forget_node(self, users: Iterable[uuid.UUID]) -> None:
+        """On clean shutdown: this node's users go offline now and its heartbeat ends."""
+        commands = [self.user_key(u) for u in users]
+        for i in range(0, len(commands), CHUNK):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in commands[i:i + CHUNK]:
+                    pipe.hdel(key, self.node)
+                await pipe.execute()
+        await self.redis.delete(self.node_key(self.node))
 
     async def read_room(self, room: str) -> dict[str, dict]:
         raw = await self.redis.hgetall(self.room_key(room))
@@ -71,17 +93,20 @@ class PresenceStore:
         return out
 
     async def online_many(self, user_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
+        """Users with a connection on a live node (two round trips, whatever the count)."""
         users = list(user_ids)
         if not users:
             return set()
         async with self.redis.pipeline(transaction=False) as pipe:
             for u in users:
-                pipe.hvals(self.user_key(u))
+                pipe.hkeys(self.user_key(u))
             replies = await pipe.execute()
-        now = time.time()
-        return {u for u, vals in zip(users, replies, strict=True) if any(float(v) > now for v in vals)}
+        nodes = sorted({n for fields in replies for n in fields})
+        if not nodes:
+            return set()
+        alive_flags = await self.redis.mget([self.node_key(n.decode()) for n in nodes])
+        alive = {n for n, flag in zip(nodes, alive_flags, strict=True) if flag is not None}
+        return {u for u, fields in zip(users, replies, strict=True) if any(f in alive for f in fields)}
 
     async def is_online(self, user_id: uuid.UUID | str) -> bool:
-        raw = await self.redis.hgetall(self.user_key(user_id))
-        now = time.time()
-        return any(float(v) > now for v in raw.values())
+        return bool(await self.online_many([user_id]))  # type: ignore[list-item]
