@@ -97,7 +97,7 @@ class GcTuning:
         self.connections = connections
 
     async def run(self) -> None:
-        gc.collect()
+        gc.collect(1)
         gc.freeze()
         loop = asyncio.get_running_loop()
         reclaimed_at = loop.time()
