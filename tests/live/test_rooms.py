@@ -228,23 +228,25 @@ async def test_outbox_broadcasts_and_online(node, api, database_url):
     await c_org.disconnect()
 
 
-async def test_in_app_notifications_reach_the_private_room_once(node, api):
-    from rooms.inapp import LiveInApp
+
+async def test_private_room_events_and_online_users(node, api):
+    """The path notify's in-app channel uses: online_users + a deduplicated event in user:{id}."""
+    from rooms.broadcast import publish
+    from rooms.presence import online_users
 
     api.base_url = str(node.make_url("/")).rstrip("/")
     user, other = await api.register("Ann"), await api.register("Offline")
     core = node.app[CORE]
-    inapp = LiveInApp(core)
     c = await connect(node, user)
     await c.join(f"user:{user.id}")
+    ids = [uuid.UUID(user.id), uuid.UUID(other.id)]
     deadline = asyncio.get_running_loop().time() + 5
-    while uuid.UUID(user.id) not in await inapp.online_users([uuid.UUID(user.id), uuid.UUID(other.id)]):
+    while await online_users(core, ids) != {ids[0]}:
         assert asyncio.get_running_loop().time() < deadline
         await asyncio.sleep(0.05)
-    assert await inapp.online_users([uuid.UUID(other.id)]) == set()
     payload = {"id": "order.paid:1", "kind": "order", "title": "Paid", "body": "Enjoy", "data": {}}
-    await inapp.send(uuid.UUID(user.id), payload)
-    await inapp.send(uuid.UUID(user.id), payload)  # an at-least-once redelivery
+    for _ in range(2):  # an at-least-once redelivery
+        await publish(core, room=f"user:{user.id}", event="notification", data=payload, dedupe_key="n:1")
     await c.wait_until(lambda: c.events.get("notification"))
     await asyncio.sleep(0.2)
     (got,) = c.events["notification"]
