@@ -7,8 +7,8 @@
 - otherwise (fresh join, or `last_seq` too old / stream lost / epoch changed → `resync: true`):
   `history` is the last `live_history_size` chat messages in their current state and
   `snapshot` the current state other room features contribute, read in one consistent
-  PostgreSQL snapshot together with `seq` — possibly a snapshot up to a second old followed, in
-  `history`, by every room event since (join storms share one snapshot per node per second).
+  PostgreSQL snapshot together with `seq` (join storms share a snapshot for up to half a second
+  while the room has no new event).
 After the ack, the member receives every room event with a seq greater than the ack's `seq`,
 exactly once and in order; nothing from before it, never before the ack.
 """
@@ -35,7 +35,7 @@ from storage.live_limits import LiveLimits
 if TYPE_CHECKING:
     from rooms.service import Live
 
-SNAPSHOT_CACHE_SECONDS = 1.0
+SNAPSHOT_CACHE_SECONDS = 0.5
 PRESENCE_CACHE_SECONDS = 0.5
 
 # name -> fn(conn, room name, seq) -> JSON-able state, run inside the snapshot transaction
@@ -158,26 +158,18 @@ async def join_ack(live: Live, room: LocalRoom, rn: RoomName, last_seq: int | No
 
 async def cached_snapshot(live: Live, room: LocalRoom, rn: RoomName) -> dict[str, Any]:
     """A fresh-join snapshot. A keynote's join storm must not run one PostgreSQL snapshot per
-    joiner: a snapshot taken at seq S less than SNAPSHOT_CACHE_SECONDS ago is reused, followed by
-    the room events after S from the replay stream (so the joiner still misses nothing). Falls
-    back to a new PostgreSQL snapshot when the stream cannot cover S onwards."""
+    joiner: a snapshot taken at seq S less than SNAPSHOT_CACHE_SECONDS ago is reused as long as
+    the room has had no event since S (checked on the replay stream), so it is exactly what a
+    new snapshot would return, up to state that changes without a room event (coalesced counters,
+    which their next broadcast carries)."""
     loop = asyncio.get_running_loop()
     cached = room.snapshot_cache
     if cached is not None and loop.time() - cached[0] < SNAPSHOT_CACHE_SECONDS:
         base = cached[1]
-        seq = base["seq"]
-        meta, entries = await streams_of(live.core).read(rn.name, after=seq,
-                                                          count=live.core.settings.live.live_stream_maxlen)
-        if meta is not None and meta.last <= seq and not entries:
-            return ok(room=rn.name, seq=seq, epoch=meta.epoch, history=list(base["history"]),
+        meta = await streams_of(live.core).meta(rn.name)
+        if meta is not None and meta.last <= base["seq"]:
+            return ok(room=rn.name, seq=base["seq"], epoch=meta.epoch, history=list(base["history"]),
                       snapshot=base["snapshot"])
-        if meta is not None and entries and entries[0][0] == seq + 1 \
-                and entries[-1][0] - entries[0][0] + 1 == len(entries):
-            history = list(base["history"])
-            for s, body in entries:
-                event, _, data = body.partition(b"\n")
-                history.append({"event": event.decode(), "data": orjson.Fragment(event_json(room.room_json, s, data))})
-            return ok(room=rn.name, seq=entries[-1][0], epoch=meta.epoch, history=history, snapshot=base["snapshot"])
     ack = await snapshot(live, rn)
     room.snapshot_cache = (loop.time(), ack)
     return dict(ack)

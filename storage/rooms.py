@@ -7,7 +7,8 @@ PostgreSQL side — guarantees:
   seq N+1 is committed, N is committed too. That is why a node that misses N can always fetch it
   from `room_events`.
 - `dedupe_key` makes at-least-once producers idempotent: a second append with the same key
-  returns the first event's seq and writes nothing.
+  returns the first event's seq and writes nothing, also when both run concurrently (an advisory
+  lock per key; the caller's transaction must be READ COMMITTED).
 
 Redis side (`StreamStore`) — the replay stream of a room is a bounded cache of `room_events`:
 - `append` is one Lua script that keeps the stream contiguous and in seq order even when
@@ -66,6 +67,10 @@ async def append_event(
     if not conn.is_in_transaction():
         raise RuntimeError("append_event must run inside the transaction that makes the event true")
     if dedupe_key is not None:
+        # concurrent producers of the same key queue here until the first commits, then see its row
+        # (checking without the lock would let both pass and the second fail on the unique index)
+        # (two statements: the check needs a snapshot taken after the lock is granted)
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1 || ' ' || $2, 7))", room, dedupe_key)
         seen = await conn.fetchval(
             "SELECT seq FROM room_events WHERE room = $1 AND dedupe_key = $2", room, dedupe_key
         )

@@ -252,3 +252,17 @@ async def test_private_room_events_and_online_users(node, api):
     (got,) = c.events["notification"]
     assert got["title"] == "Paid" and got["room"] == f"user:{user.id}" and got["seq"] == 1
     await c.disconnect()
+
+
+async def test_concurrent_publishes_with_one_dedupe_key_make_one_event(node, api, database_url):
+    from rooms.broadcast import publish
+
+    api.base_url = str(node.make_url("/")).rstrip("/")
+    org = await api.register("Org")
+    event_id = await create_event(database_url, org.id, live_access="public")
+    core = node.app[CORE]
+    results = await asyncio.gather(*(publish(core, room=f"event:{event_id}", event="announcement",
+                                             data={"announcement": {"text": "once"}}, dedupe_key="k1")
+                                     for _ in range(8)))
+    assert len({r.seq for r in results}) == 1 and sum(r.created for r in results) == 1
+    assert (await publish(core, room=f"event:{event_id}", event="announcement", data={}, dedupe_key="k2")).seq == 2
