@@ -324,7 +324,8 @@ class Relay:
                 break  # record what was delivered, below; the rest waits for the next owner
             if event.id not in already:
                 try:
-                    await asyncio.wait_for(consumer.handle(event), HANDLER_TIMEOUT_SECONDS)
+                    async with asyncio.timeout(HANDLER_TIMEOUT_SECONDS):  # no extra task per event
+                        await consumer.handle(event)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
@@ -369,7 +370,8 @@ class Relay:
             if stream.lost:
                 raise LeaseLost(stream.name)
             try:
-                await asyncio.wait_for(consumer.handle(event), HANDLER_TIMEOUT_SECONDS)
+                async with asyncio.timeout(HANDLER_TIMEOUT_SECONDS):
+                    await consumer.handle(event)
                 return True
             except asyncio.CancelledError:
                 raise
