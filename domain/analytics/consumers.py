@@ -167,6 +167,9 @@ async def apply_live(conn: asyncpg.Connection, e: OutboxEvent, event_id: uuid.UU
         return
     counts = {"message.posted": ("messages", 1), "question.asked": ("questions", 1), "vote.cast": ("votes", 1)}
     field, one = counts[e.type]
+    if e.type == "vote.cast" and d.get("changed"):
+        one = 0  # a changed vote replaces the user's earlier one: still one vote
+
     await agg.add_engagement(conn, event_id, session_id or agg.NIL, user_id, **{field: one})
     await agg.add_totals(conn, event_id, **{field: one})
     if e.type == "message.posted":

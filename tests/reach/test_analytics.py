@@ -100,6 +100,7 @@ async def scenario(api, db):
         ("question.asked", {"room": f"session:{sid}", "session_id": sid, "user_id": u2}),
         ("vote.cast", {"room": f"session:{sid}", "user_id": u1}),
         ("vote.cast", {"room": f"session:{sid}", "user_id": u2}),
+        ("vote.cast", {"room": f"session:{sid}", "user_id": u2, "changed": True}),  # replaces u2's vote
         ("message.posted", {"room": "lobby", "user_id": u2}),
         # notify's shape: one feedback row (feedback_id) per user and session; changes repeat it
         ("feedback.submitted", {"feedback_id": fb1, "session_id": sid, "rating": 4, "previous_rating": None,
