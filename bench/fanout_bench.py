@@ -115,26 +115,31 @@ async def worker_main(cfg: dict[str, Any]) -> None:
                 payload["last_seq"] = c.last_seq
                 if c.epoch:
                     payload["epoch"] = c.epoch
+
+            def apply(ack: dict[str, Any]) -> None:  # in wire order: before the live events after it
+                if not ack.get("ok"):
+                    return
+                c.epoch = ack.get("epoch") or c.epoch
+                if rejoin:
+                    if ack.get("resync"):
+                        c.gaps += 10**9  # a resync in the kill scenario is a failure: make it visible
+                    for item in ack.get("history", []):
+                        if item["event"] == "chat:message":
+                            c.see(item["data"]["seq"])
+                            text = item["data"].get("text", "")
+                            step = int(text[1:text.index("|")]) if text.startswith("s") and "|" in text else -1
+                            stats.replayed[step] = stats.replayed.get(step, 0) + 1
+                elif c.last_seq == 0:
+                    c.last_seq = ack["seq"]
+                    c.first_seq = ack["seq"] + 1
+
             for attempt in range(8):  # like a real client: retry what the server says to retry
-                ack = await asyncio.wait_for(c.emit("room:join", payload), 60)
+                ack = await asyncio.wait_for(c.emit("room:join", payload, on_ack=apply), 60)
                 if ack.get("ok") or ack["error"]["code"] not in ("busy", "unavailable", "rate_limited"):
                     break
                 await asyncio.sleep(0.5 * (attempt + 1))
             if not ack.get("ok"):
                 raise RuntimeError(f"join failed: {ack}")
-            c.epoch = ack.get("epoch") or c.epoch
-            if rejoin:
-                if ack.get("resync"):
-                    c.gaps += 10**9  # a resync in the kill scenario is a failure: make it visible
-                for item in ack.get("history", []):
-                    if item["event"] == "chat:message":
-                        c.see(item["data"]["seq"])
-                        text = item["data"].get("text", "")
-                        step = int(text[1:text.index("|")]) if text.startswith("s") and "|" in text else -1
-                        stats.replayed[step] = stats.replayed.get(step, 0) + 1
-            elif c.last_seq == 0:
-                c.last_seq = ack["seq"]
-                c.first_seq = ack["seq"] + 1
         else:
             ack = await asyncio.wait_for(c.emit("join", {"room": room}), 60)
             if not ack.get("ok"):
@@ -261,6 +266,7 @@ class Services:
 
         self.fernet = Fernet.generate_key().decode()
         self.tmp = Path(tempfile.mkdtemp(prefix="foyer-bench-"))
+        self.extra_env: dict[str, str] = {}
 
     @property
     def dsn(self) -> str:
@@ -359,7 +365,7 @@ def start_servers(kind: str, svc: Services, n: int = 2) -> list[tuple[int, subpr
         log = open(svc.tmp / f"{kind}-{port}.log", "wb")
         if kind == "foyer":
             entry = os.environ.get("FOYER_BENCH_NODE_ENTRY") or str(ROOT / "run.py")  # e.g. a debugging wrapper
-            proc = subprocess.Popen([PY, entry, "serve"], cwd=ROOT, env=svc.node_env(port),
+            proc = subprocess.Popen([PY, entry, "serve"], cwd=ROOT, env=svc.node_env(port, svc.extra_env),
                                     stdout=log, stderr=subprocess.STDOUT)
         else:
             proc = subprocess.Popen([PY, __file__, "_baseline", str(port), svc.redis_url, channel], cwd=ROOT,
@@ -528,6 +534,7 @@ async def scenario(kind: str, svc: Services, args: argparse.Namespace, tokens: l
 async def main_async(args: argparse.Namespace) -> int:
     rates = [float(x) for x in args.rates.split(",")]
     svc = Services()
+    svc.extra_env = dict(kv.split("=", 1) for kv in args.node_env)
     print(f"fan-out bench: {args.clients} clients over 2 nodes, rates {rates} msg/s, {args.step_seconds:.0f} s each; "
           f"{args.workers} load processes, {args.senders} senders; {os.cpu_count()} cores shared", flush=True)
     event_id, user_ids = await svc.setup(args.clients)
@@ -609,6 +616,8 @@ def main() -> int:
     p.add_argument("--kill-seconds", type=float, default=12.0)
     p.add_argument("--kill-at", type=float, default=4.0)
     p.add_argument("--json", help="also write the figures to this file")
+    p.add_argument("--node-env", action="append", default=[], metavar="FOYER_X=value",
+                   help="extra setting for the Foyer nodes (repeatable)")
     args = p.parse_args()
     return asyncio.run(main_async(args))
 

@@ -170,7 +170,7 @@ async def run(kind: str, svc: Services, args: argparse.Namespace, tokens: list[s
             await asyncio.wait_for(p.stdout.readline(), 60)  # type: ignore[union-attr]
         if kind == "foyer":  # until the node has processed every disconnect (bounded)
             deadline = time.time() + 60
-            while time.time() < deadline and (await gauge(port, "foyer_socket_connections") or 0) > 0:
+            while time.time() < deadline and (await gauge(port, "foyer_socket_connections") or 0) > 0:  # noqa: ASYNC110
                 await asyncio.sleep(0.2)
         teardown_s = time.perf_counter() - t_close
         await asyncio.sleep(args.after)

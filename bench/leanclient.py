@@ -80,6 +80,7 @@ class Conn(asyncio.Protocol):
         self.ready = False
         self.closed = False
         self.acks: dict[int, asyncio.Future[Any]] = {}
+        self.ack_hooks: dict[int, Callable[[Any], None]] = {}
         self.next_id = 0
         # replay bookkeeping (Foyer): highest seq seen, gaps and duplicates
         self.last_seq = 0
@@ -178,7 +179,11 @@ class Conn(asyncio.Protocol):
                 ack_id = int(body[:i])
                 fut = self.acks.pop(ack_id, None)
                 if fut is not None and not fut.done():
-                    fut.set_result(orjson.loads(body[i:])[0])
+                    result = orjson.loads(body[i:])[0]
+                    hook = self.ack_hooks.pop(ack_id, None)
+                    if hook is not None:  # runs before any later frame of this read is handled
+                        hook(result)
+                    fut.set_result(result)
             elif t == b"0":
                 self.ready = True
                 self.on_ready(self)
@@ -209,8 +214,12 @@ class Conn(asyncio.Protocol):
             self.gaps += seq - self.last_seq - 1
         self.last_seq = seq
 
-    def emit(self, event: str, data: Any) -> asyncio.Future[Any]:
+    def emit(self, event: str, data: Any, *, on_ack: Callable[[Any], None] | None = None) -> asyncio.Future[Any]:
+        """Emit with an ack; `on_ack` runs synchronously when the ack is read, before the events
+        that follow it on the wire (e.g. to apply a join's history before live events)."""
         self.next_id += 1
+        if on_ack is not None:
+            self.ack_hooks[self.next_id] = on_ack
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.acks[self.next_id] = fut
         ns = self.namespace + b"," if self.namespace != b"/" else b""

@@ -72,6 +72,11 @@ class LiveSettings:
         "for ~1 s. Garbage cycles are reclaimed in a full collection only while the node is nearly idle. "
         "0 disables (Python's default collector)."
     )
+    live_fanout_min_interval_ms: float = setting(
+        5.0, help="Room events that arrive within this many milliseconds of a room's previous write to "
+        "its members are written together (one syscall per member instead of one per event). Adds at "
+        "most this much latency; 0 writes every loop iteration."
+    )
     live_max_send_buffer_bytes: int = setting(
         4_194_304, help="A client whose unsent data exceeds this is disconnected (it reconnects and replays)."
     )
@@ -120,6 +125,8 @@ class LiveSettings:
         if self.live_presence_interval_seconds <= 0 or self.live_canary_interval_seconds <= 0:
             raise SettingsError("FOYER_LIVE_PRESENCE_INTERVAL_SECONDS / FOYER_LIVE_CANARY_INTERVAL_SECONDS: "
                                 "must be positive")
+        if not 0 <= self.live_fanout_min_interval_ms <= 100:
+            raise SettingsError("FOYER_LIVE_FANOUT_MIN_INTERVAL_MS: must be between 0 and 100")
         if self.live_canary_timeout_seconds <= self.live_canary_interval_seconds:
             raise SettingsError("FOYER_LIVE_CANARY_TIMEOUT_SECONDS: must exceed the canary interval")
         self._validate_engagement()

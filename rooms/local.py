@@ -6,7 +6,8 @@ Guarantees (per node, per room):
   until the missing seqs arrive or are fetched (`on_gap` is called after a short delay).
 - Each event is encoded once per node: the Socket.IO packet and its WebSocket frame are built
   once and the same bytes are written to every member. Events that arrive in the same loop
-  iteration are coalesced into one write per member.
+  iteration, or within `live_fanout_min_interval_ms` of the previous write, are coalesced into
+  one write per member (a write is a syscall per member: the dominant cost of fan-out).
 - A member that is joining (`ready` False) buffers events until its join ack has been written,
   then receives exactly the events after its ack's `seq`: live events never overtake the ack
   and are never duplicated with its history.
@@ -77,7 +78,7 @@ class Member:
 class LocalRoom:
     """A room with at least one member on this node (or lingering before unsubscribe)."""
 
-    def __init__(self, name: str, *, event_id: uuid.UUID | None, gap_delay: float,
+    def __init__(self, name: str, *, event_id: uuid.UUID | None, gap_delay: float, flush_interval: float = 0.0,
                  on_gap: Callable[[LocalRoom], None], on_control: Callable[[LocalRoom, bytes, bytes], None]) -> None:
         self.name = name
         self.room_json = orjson.dumps(name)
@@ -90,6 +91,8 @@ class LocalRoom:
         self.slow_mode_seconds = 0
         self.held: dict[int, bytes] = {}
         self.batch: Batch = []
+        self.flush_interval = flush_interval
+        self.last_flush = 0.0
         self.flush_handle: asyncio.Handle | None = None
         self.gap_handle: asyncio.TimerHandle | None = None
         self.ready: asyncio.Future[None] | None = None  # subscribed and baseline known
@@ -181,11 +184,16 @@ class LocalRoom:
     def _queue(self, seq: int | None, packet: bytes) -> None:
         self.batch.append((seq, ws_frame(packet), packet))
         if self.flush_handle is None:
-            self.flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+            loop = asyncio.get_running_loop()
+            wait = self.last_flush + self.flush_interval - loop.time()
+            # one write (one syscall) per member per flush: under a high event rate, events that
+            # arrive within `flush_interval` of the previous flush share the next one
+            self.flush_handle = loop.call_soon(self.flush) if wait <= 0 else loop.call_later(wait, self.flush)
 
     def flush(self) -> None:
-        """Write the pending batch to every member: one write per member per loop iteration."""
+        """Write the pending batch to every member: one write per member per flush."""
         self.flush_handle = None
+        self.last_flush = asyncio.get_running_loop().time()
         batch = self.batch
         if not batch:
             return

@@ -124,6 +124,7 @@ class Live:
         room = self.rooms.get(name)
         if room is None:
             room = LocalRoom(name, event_id=event_id, gap_delay=self.settings.live_gap_repair_seconds,
+                             flush_interval=self.settings.live_fanout_min_interval_ms / 1000.0,
                              on_gap=self._on_gap, on_control=self._on_control)
             self.rooms[name] = room
             self.bus.attach(room)

@@ -17,7 +17,7 @@ import rooms
 import rooms.engage
 from domain.consumers import Consumer
 from domain.services import Core
-from handlers import networking, polls, qa
+from handlers import announcements, networking, polls, qa
 from handlers.system import READINESS_CHECKS
 from rooms.consumers import make_consumers
 from rooms.engage import Engagement
@@ -178,4 +178,4 @@ def consumers(app: web.Application, core: Core) -> list[Consumer]:
 
 
 COMPONENT = Component(name="live", lifespan=lifespan, socket_setup=socket_setup, consumers=consumers,
-                      routers=(qa.router, polls.router, networking.router))
+                      routers=(qa.router, polls.router, networking.router, announcements.router))
