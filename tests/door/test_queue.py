@@ -74,8 +74,9 @@ async def test_queue_order_rate_one_place_and_grants(api, db):
             seen.setdefault(i, elapsed)
         waiting = [s["position"] for s in states if s["status"] == "waiting"]
         # Polled concurrently, so an admission may land between two polls: positions keep the
-        # arrival order and never exceed the line's length, but need not be contiguous.
-        assert waiting == sorted(set(waiting)) and all(1 <= p <= len(buyers) for p in waiting), states
+        # arrival order (never decrease) and never exceed the line's length, but need not be
+        # contiguous or distinct (two polls on either side of an admission may read the same number).
+        assert waiting == sorted(waiting) and all(1 <= p <= len(buyers) for p in waiting), states
         await asyncio.sleep(0.2)
     assert len(seen) == len(buyers)
     assert seen[len(buyers) - 1] >= 0.9  # 10 buyers at 5/s take about 2 s, not an instant
