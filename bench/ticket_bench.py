@@ -184,6 +184,7 @@ async def drop(urls: list[str], event_id: str, type_id: str, tokens: list[str], 
     counts: dict[int, int] = {}
     seats = 0
     last_ok = 0.0
+    oks: list[float] = []  # completion times of the holds (timeline)
     start = time.perf_counter()
     stop_at = start + deadline_s
     body = orjson.dumps({"items": [{"ticket_type_id": type_id, "quantity": quantity}]})
@@ -205,6 +206,7 @@ async def drop(urls: list[str], event_id: str, type_id: str, tokens: list[str], 
                 counts[status] = counts.get(status, 0) + 1
                 if status == 201:
                     lat.append(now - t0)
+                    oks.append(now - start)
                     seats += quantity
                     last_ok = now
                     if on_progress:
@@ -219,7 +221,18 @@ async def drop(urls: list[str], event_id: str, type_id: str, tokens: list[str], 
     await asyncio.gather(*(buyer(i) for i in range(len(tokens))))
     elapsed = (last_ok - start) if last_ok else float("nan")
     return {"seats": seats, "elapsed": elapsed, "seats_per_s": seats / elapsed if last_ok else 0.0,
-            "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99), "statuses": counts}
+            "p50_ms": _pct(lat, 50), "p99_ms": _pct(lat, 99), "statuses": counts,
+            "first_ok_ms": min(oks) * 1000 if oks else float("nan"), "timeline": _timeline(oks, quantity)}
+
+
+def _timeline(oks: list[float], quantity: int, step: float = 0.25) -> str:
+    """Seats/s per `step` seconds of the sale: shows the cold start apart from the steady state."""
+    if not oks:
+        return ""
+    buckets = [0] * (int(max(oks) / step) + 1)
+    for t in oks:
+        buckets[int(t / step)] += quantity
+    return " ".join(f"{n / step:.0f}" for n in buckets)
 
 
 async def rate(urls: list[str], path: str, tokens: list[str], *, seconds: float, method: str = "GET",
@@ -481,8 +494,11 @@ async def run(args: argparse.Namespace) -> int:
         print(f"{'seats/s':26}{foyer['seats_per_s']:>14.0f}{baseline['seats_per_s']:>14.0f}")
         print(f"{'hold p50 (ms)':26}{foyer['p50_ms']:>14.1f}{baseline['p50_ms']:>14.1f}")
         print(f"{'hold p99 (ms)':26}{foyer['p99_ms']:>14.1f}{baseline['p99_ms']:>14.1f}")
+        print(f"{'first hold after (ms)':26}{foyer['first_ok_ms']:>14.1f}{baseline['first_ok_ms']:>14.1f}")
         print(f"{'answers by status':26}{str(foyer['statuses']):>14}  {baseline['statuses']}")
         print(f"ratio Foyer/baseline seats/s: {ratio:.1f}x (target >= 10x)")
+        print(f"Foyer seats/s per 250 ms: {foyer['timeline']}")
+        print(f"baseline seats/s per 250 ms: {baseline['timeline'][:200]}")
         print(f"sold_out answers once sold out: {sold_out_rate:.0f}/s {so_counts}; GET /healthz: {health_rate:.0f}/s;"
               f" ratio {sold_out_rate / health_rate:.0%} (target >= 80%)")
         print()

@@ -15,7 +15,6 @@ Guarantees:
 from __future__ import annotations
 
 import math
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import date
@@ -23,6 +22,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from domain.cache import ReadThroughCache
 from domain.errors import FoyerError, field_error, not_found, validation_failed
 from domain.identity import Principal
 from domain.policy import Action, authorize
@@ -170,7 +170,7 @@ class Forms:
     def __init__(self, *, db: Database, cache_seconds: float) -> None:
         self.db = db
         self.cache_seconds = cache_seconds
-        self._cache: dict[uuid.UUID, tuple[float, list[Any]]] = {}
+        self._cache: ReadThroughCache[list[Any]] = ReadThroughCache(cache_seconds, stale_on_error=True)
 
     # --- organizers -------------------------------------------------------------------------------
     async def create(self, principal: Principal, event_id: uuid.UUID, body: QuestionIn) -> dict[str, Any]:
@@ -180,7 +180,7 @@ class Forms:
             await authorize(conn, principal, Action.MANAGE_TICKETS, event_id)
             await self._check_types(conn, event_id, body.ticket_type_ids)
             row = await store.create_question(conn, event_id, fields)
-        self._cache.pop(event_id, None)
+        self._cache.invalidate(event_id)
         return question_public(row)
 
     async def update(self, principal: Principal, event_id: uuid.UUID, question_id: uuid.UUID,
@@ -195,7 +195,7 @@ class Forms:
                             fields.get("min_value", current["min_value"]), fields.get("max_value", current["max_value"]))
             await self._check_types(conn, event_id, fields.get("ticket_type_ids", []))
             row = await store.update_question(conn, event_id, question_id, fields)
-        self._cache.pop(event_id, None)
+        self._cache.invalidate(event_id)
         return question_public(row)
 
     async def archive(self, principal: Principal, event_id: uuid.UUID, question_id: uuid.UUID) -> None:
@@ -204,7 +204,7 @@ class Forms:
             await authorize(conn, principal, Action.MANAGE_TICKETS, event_id)
             if await store.update_question(conn, event_id, question_id, {"status": "archived"}) is None:
                 raise not_found("question")
-        self._cache.pop(event_id, None)
+        self._cache.invalidate(event_id)
 
     async def _check_types(self, conn: Any, event_id: uuid.UUID, type_ids: list[uuid.UUID]) -> None:
         if type_ids and len(await store.types_of_event(conn, event_id, type_ids)) != len(set(type_ids)):
@@ -252,20 +252,11 @@ class Forms:
 
     # --- the order path -------------------------------------------------------------------------------
     async def _questions(self, event_id: uuid.UUID) -> list[Any]:
-        entry = self._cache.get(event_id)
-        if entry is not None and time.monotonic() - entry[0] < self.cache_seconds:
-            return entry[1]
-        try:
+        async def load() -> list[Any]:
             async with self.db.connection() as conn:
-                rows = await store.list_questions(conn, event_id)
-        except Exception:
-            if entry is not None:  # PostgreSQL unreachable: keep answering from what we know
-                return entry[1]
-            raise
-        if len(self._cache) > 10_000:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[event_id] = (time.monotonic(), rows)
-        return rows
+                return await store.list_questions(conn, event_id)
+
+        return await self._cache.get(event_id, load)  # PostgreSQL unreachable: the last known questions
 
     async def pre_hold(self, ctx: HoldContext) -> None:
         questions = await self._questions(ctx.event.id)

@@ -35,6 +35,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from domain.cache import ReadThroughCache
 from domain.errors import FoyerError, not_found, rate_limited
 from domain.identity import Principal
 from domain.policy import Action, authorize
@@ -113,7 +114,7 @@ class WaitingRoom:
         self.default_grant_seconds = default_grant_seconds
         self.default_max_per_ip = default_max_per_ip
         self.polls_per_minute = polls_per_minute
-        self._queued: dict[uuid.UUID, tuple[float, dict[uuid.UUID, Any]]] = {}
+        self._queued: ReadThroughCache[dict[uuid.UUID, Any]] = ReadThroughCache(cache_seconds, stale_on_error=True)
         # Live updates (wired to the live rooms by server/components/door.py): after a tick that
         # admitted accounts, `on_admitted(event_id, type_id, [(account, grant, grant expiry)])`;
         # then, at most once a second per queue, `on_positions(event_id, type_id, [(account,
@@ -138,7 +139,7 @@ class WaitingRoom:
                                          max_per_ip=max_per_ip)
         await self.store.configure(type_id, enabled=body.enabled, rate=body.admit_per_minute,
                                    grant_ms=grant_seconds * 1000)
-        self._queued.pop(event_id, None)
+        self._queued.invalidate(event_id)
         return await self._config_out(row)
 
     async def get_config(self, principal: Principal, event_id: uuid.UUID, type_id: uuid.UUID) -> dict[str, Any]:
@@ -157,20 +158,11 @@ class WaitingRoom:
 
     # --- buyers -----------------------------------------------------------------------------------
     async def _queued_types(self, event_id: uuid.UUID) -> dict[uuid.UUID, Any]:
-        entry = self._queued.get(event_id)
-        if entry is not None and time.monotonic() - entry[0] < self.cache_seconds:
-            return entry[1]
-        try:
+        async def load() -> dict[uuid.UUID, Any]:
             async with self.db.connection() as conn:
-                rows = {r["ticket_type_id"]: r for r in await store.configs_of_event(conn, event_id)}
-        except Exception:
-            if entry is not None:
-                return entry[1]
-            raise
-        if len(self._queued) > 10_000:
-            self._queued.pop(next(iter(self._queued)))
-        self._queued[event_id] = (time.monotonic(), rows)
-        return rows
+                return {r["ticket_type_id"]: r for r in await store.configs_of_event(conn, event_id)}
+
+        return await self._queued.get(event_id, load)
 
     async def _may_buy(self, principal: Principal, event_id: uuid.UUID) -> None:
         event = await self.tickets.orders.catalog.get(event_id)

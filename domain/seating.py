@@ -16,7 +16,6 @@ Guarantees:
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from typing import Annotated, Any
 import msgspec
 import orjson
 
+from domain.cache import ReadThroughCache
 from domain.errors import FoyerError, field_error, not_found
 from domain.identity import Principal
 from domain.policy import Action, authorize
@@ -126,7 +126,7 @@ class Seating:
         self.db = db
         self.tickets = tickets  # domain.tickets.services.TicketServices (catalog and gate invalidation)
         self.cache_seconds = cache_seconds
-        self._seated: dict[uuid.UUID, tuple[float, set[uuid.UUID]]] = {}
+        self._seated: ReadThroughCache[set[uuid.UUID]] = ReadThroughCache(cache_seconds, stale_on_error=True)
 
     # --- organizers -------------------------------------------------------------------------------
     async def put_map(self, principal: Principal, event_id: uuid.UUID, type_id: uuid.UUID,
@@ -174,7 +174,7 @@ class Seating:
         return {"changed": changed, "capacity": open_seats}
 
     async def _changed(self, event_id: uuid.UUID) -> None:
-        self._seated.pop(event_id, None)
+        self._seated.invalidate(event_id)
         svc = self.tickets
         if svc.orders is not None:
             svc.orders.catalog.invalidate(event_id)
@@ -215,20 +215,11 @@ class Seating:
 
     # --- the order path -------------------------------------------------------------------------------
     async def _seated_types(self, event_id: uuid.UUID) -> set[uuid.UUID]:
-        entry = self._seated.get(event_id)
-        if entry is not None and time.monotonic() - entry[0] < self.cache_seconds:
-            return entry[1]
-        try:
+        async def load() -> set[uuid.UUID]:
             async with self.db.connection() as conn:
-                seated = await store.seated_types_of_event(conn, event_id)
-        except Exception:
-            if entry is not None:  # PostgreSQL unreachable: the batch decides anyway
-                return entry[1]
-            raise
-        if len(self._seated) > 10_000:
-            self._seated.pop(next(iter(self._seated)))
-        self._seated[event_id] = (time.monotonic(), seated)
-        return seated
+                return await store.seated_types_of_event(conn, event_id)
+
+        return await self._seated.get(event_id, load)  # PostgreSQL unreachable: the batch decides anyway
 
     async def pre_hold(self, ctx: HoldContext) -> None:
         """Shape checks on seat choices (cached map list, no I/O when warm); the batch decides."""

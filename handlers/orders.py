@@ -53,11 +53,9 @@ async def place_order(req: ApiRequest) -> web.Response:
     response; the same key with a different body is 422 `idempotency_key_reused`; while the first
     is still running, 409 `idempotency_in_progress`."""
     orders = services(req).orders
-    headers = ({k: v for k, v in req.request.headers.items() if k.lower().startswith("x-foyer-")}
-               if orders.pre_hold_hooks else None)  # only hooks read them: no work on the hot path
     status, body = await orders.place(
         req.principal, req.params["event_id"], req.body, idempotency_key=req.header("Idempotency-Key"),
-        headers=headers)
+        headers=req.request.headers)
     return web.Response(body=body, status=status, content_type="application/json")
 
 

@@ -6,6 +6,12 @@ Guarantees:
   cancellation). Nothing is half-written.
 - Every connection carries `statement_timeout` and `lock_timeout` from settings, so a stuck
   query or a lock convoy fails fast (as `busy`) instead of holding the pool.
+- Pooled connections carry no session state between acquirers: code never SETs session
+  variables, LISTENs, takes session-level advisory locks or keeps cursors WITH HOLD on a pooled
+  connection (those use a dedicated `asyncpg.connect`, e.g. migrations and the relay's LISTEN).
+  So a released connection is not sent asyncpg's default reset query (`pg_advisory_unlock_all();
+  CLOSE ALL; UNLISTEN *; RESET ALL`) — one round trip per acquire saved on every hot path;
+  an open transaction is still rolled back (asyncpg always does that).
 - Transaction names feed an optional observer (the server wires it to Prometheus) so slow or
   failing transactions are visible by name.
 """
@@ -46,6 +52,13 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+class PooledConnection(asyncpg.Connection):
+    """A pooled connection released without the session-reset round trip (see module doc)."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class Database:
     """An asyncpg pool plus the named-transaction helper. One per node."""
 
@@ -70,6 +83,7 @@ class Database:
             min_size=min_size,
             max_size=max_size,
             init=_init_connection,
+            connection_class=PooledConnection,
             server_settings={
                 "application_name": application_name[:63],
                 "statement_timeout": str(statement_timeout_ms),

@@ -179,15 +179,24 @@ class Gate:
         return tuple(sorted(merged.items()))
 
     # --- admission ---------------------------------------------------------------------------
+    async def known_answer(self, event_id: uuid.UUID, units: tuple[tuple[str, int], ...], *,
+                           marker_key: str | None = None) -> Admission | None:
+        """The answer this node can give without the gate script: `sold_out` when a sold-out flag
+        covers the request and its Idempotency-Key was never used (one batched MGET, no key: no
+        I/O), `seen` when it was; None when the gate must decide (call `admit`)."""
+        flagged = self.flags.sold_out_index(units)
+        if flagged < 0:
+            return None
+        seen = await self._marker_lookup(marker_key) if marker_key else None
+        if seen is None:
+            return Admission("sold_out", event_id, "", units, failed_index=flagged)
+        if seen != _LOOKUP_FAILED:
+            return Admission("seen", event_id, "", units, marker_key, seen=seen)
+        return None
+
     async def admit(self, event_id: uuid.UUID, units: tuple[tuple[str, int], ...], *,
                     marker_key: str | None = None, marker_value: str = "") -> Admission:
-        flagged = self.flags.sold_out_index(units)
-        if flagged >= 0:
-            seen = await self._marker_lookup(marker_key) if marker_key else None
-            if seen is None:
-                return Admission("sold_out", event_id, "", units, failed_index=flagged)
-            if seen != _LOOKUP_FAILED:
-                return Admission("seen", event_id, "", units, marker_key, seen=seen)
+        """Run the gate script (callers ask `known_answer` first)."""
         args: list = [self.ready_key(event_id), marker_key or "", marker_value if marker_key else "", len(units)]
         for k, q in units:
             args += [k, q]

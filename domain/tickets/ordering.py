@@ -15,6 +15,7 @@ import asyncio
 import logging
 import random
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -56,10 +57,11 @@ class OrderService:
         self.reacquire_hooks: list[ReacquireHook] = []
         self.batcher = HoldBatcher(self._commit, max_batch=batch_max, window_s=batch_window_s)
         self.sold_out_answers = 0
+        self._sold_out_bodies: dict[uuid.UUID | None, bytes] = {}
 
     # --- placing -------------------------------------------------------------------------------
     async def place(self, principal: Principal, event_id: uuid.UUID, order: OrderIn, *,
-                    idempotency_key: str | None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+                    idempotency_key: str | None, headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
         event = await self.catalog.get(event_id)
         if event is None:
             raise not_found("event")
@@ -69,7 +71,18 @@ class OrderService:
         now = datetime.now(UTC)
         plan = plan_order(event, order, now=now, max_seats=self.max_seats)
         key = idempotency.valid_key(idempotency_key)
+        marker_key = self.gate.marker_key(principal.user_id, key) if key else None
+        units = self.gate.units_for([(ln.ticket_type_id, ln.quota_id, ln.quantity) for ln in plan.lines])
+        # Once sold out, most buyers are answered here: before the pre-hold hooks (a buyer without
+        # a queue grant or an answer to a required question learns it is sold out, which is what
+        # matters) and without the gate script.
+        known = await self.gate.known_answer(event_id, units, marker_key=marker_key)
+        if known is not None and known.result == "sold_out":
+            return self._sold_out(plan.lines[0].ticket_type_id)
         fp = idempotency.fingerprint(ORDERS_SCOPE, str(event_id), msgspec.json.encode(order))
+        if known is not None:  # seen: a retry (or a reuse) of a key this buyer used before
+            assert key is not None
+            return await self._seen(principal, event_id, order, key, fp, known, headers)
         extra: dict = {}
         if self.pre_hold_hooks:
             ctx = HoldContext(principal=principal, event=event, order=order, plan=plan, headers=headers or {})
@@ -87,16 +100,12 @@ class OrderService:
                         return stored.status, stored.body
                 raise
             extra = ctx.extra
-        marker_key = self.gate.marker_key(principal.user_id, key) if key else None
-        units = self.gate.units_for([(ln.ticket_type_id, ln.quota_id, ln.quantity) for ln in plan.lines])
         adm = await self.gate.admit(event_id, units, marker_key=marker_key, marker_value=_marker("p", fp))
         if adm.result == "seen":
             assert key is not None and marker_key is not None
             return await self._seen(principal, event_id, order, key, fp, adm, headers)
         if adm.result == "sold_out":
-            self.sold_out_answers += 1
-            tid = plan.lines[0].ticket_type_id
-            raise FoyerError("sold_out", "sold out", details={"ticket_type_id": str(tid)})
+            return self._sold_out(plan.lines[0].ticket_type_id)
         order_id = uuid.uuid4()
         expires_at = None if plan.confirm else now + timedelta(seconds=self.hold_seconds)
         body = {"id": order_id, "event_id": event_id, "status": "confirmed" if plan.confirm else "held",
@@ -123,14 +132,27 @@ class OrderService:
             assert key is not None
             return await self._replay(principal, key, fp)
         if outcome.code == "sold_out":
-            self.sold_out_answers += 1
-            raise FoyerError("sold_out", "sold out", details={"ticket_type_id": str(outcome.ticket_type_id)})
+            return self._sold_out(outcome.ticket_type_id)
         raise FoyerError(outcome.code or "conflict", outcome.message or "the ticket type is not on sale",
                          details=outcome.details if outcome.details is not None
                          else {"ticket_type_id": str(outcome.ticket_type_id)})
 
+    def _sold_out(self, ticket_type_id: uuid.UUID | None) -> tuple[int, bytes]:
+        """409 `sold_out` as (status, body), the error envelope of DESIGN.md §3 pre-encoded per
+        ticket type: the answer most buyers of a drop get, so it skips exception handling and
+        JSON encoding. Counted in `sold_out_answers` (exported as foyer_tickets_sold_out_total)."""
+        self.sold_out_answers += 1
+        body = self._sold_out_bodies.get(ticket_type_id)
+        if body is None:
+            error = FoyerError("sold_out", "sold out", details={"ticket_type_id": str(ticket_type_id)})
+            body = orjson.dumps({"error": error.as_payload()})
+            if len(self._sold_out_bodies) > 10_000:
+                self._sold_out_bodies.clear()
+            self._sold_out_bodies[ticket_type_id] = body
+        return 409, body
+
     async def _seen(self, principal: Principal, event_id: uuid.UUID, order: OrderIn, key: str, fp: bytes,
-                    adm: Admission, headers: dict[str, str] | None) -> tuple[int, bytes]:
+                    adm: Admission, headers: Mapping[str, str] | None) -> tuple[int, bytes]:
         state, _, seen_fp = adm.seen.partition("|")
         if seen_fp != fp.hex():
             raise idempotency.reused()

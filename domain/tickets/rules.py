@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
@@ -56,7 +56,7 @@ class HoldContext:
     event: SaleEvent
     order: OrderIn
     plan: OrderPlan
-    headers: dict[str, str]
+    headers: Mapping[str, str]  # the request's headers (read only by the hooks that need one)
     extra: dict[str, Any] = field(default_factory=dict)
 
 

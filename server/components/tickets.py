@@ -8,15 +8,16 @@ import contextlib
 import hashlib
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from aiohttp import web
+from prometheus_client.core import CounterMetricFamily
 
-from domain.services import Core
 from domain.consumers import Consumer
+from domain.services import Core
 from domain.tickets.catalog import SaleCatalog
-from domain.tickets.event_cancel import EventCancellationRefunds
 from domain.tickets.demo import add_demo_tickets
+from domain.tickets.event_cancel import EventCancellationRefunds
 from domain.tickets.holders import TicketHolders
 from domain.tickets.keys import EventKeys
 from domain.tickets.manage import CatalogAdmin
@@ -29,6 +30,7 @@ from handlers.api import reserve_path
 from handlers.orders import TICKETS
 from server.components import Component
 from server.components.accounts import CIPHER
+from server.metrics import METRICS
 from storage.inventory import Gate
 from storage.reconcile import GateReconciler
 
@@ -56,6 +58,21 @@ def build_provider(core: Core) -> object:
 
     base = s.payments_sandbox_url or (core.settings.base_url + "/sandbox")
     return SandboxProvider(base, sandbox_secret(core), tolerance=s.payments_webhook_tolerance_seconds)
+
+
+class _SaleCollector:
+    """Hot-path counters of the order service, read when /metrics is scraped (no cost per request)."""
+
+    def __init__(self, orders: OrderService) -> None:
+        self.orders = orders
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("foyer_tickets_sold_out_answers", "Orders answered sold_out (409) on this node",
+                                  value=self.orders.sold_out_answers)
+        yield CounterMetricFamily("foyer_tickets_hold_batches", "Group-commit transactions of holds",
+                                  value=self.orders.batcher.batches)
+        yield CounterMetricFamily("foyer_tickets_hold_requests", "Holds submitted to the group-commit batcher",
+                                  value=self.orders.batcher.requests)
 
 
 def setup(app: web.Application, core: Core) -> None:
@@ -89,6 +106,7 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
     svc.payments.refunds = refunds
     svc.holders = TicketHolders(db=core.db, keys=keys)
     svc.orders = order_service
+    app[METRICS].registry.register(_SaleCollector(order_service))
     order_service.batcher.commit_delay_s = s.test_hold_commit_delay_ms / 1000
     order_service.batcher.start()
     gate.flags.start()
