@@ -361,6 +361,21 @@ class Procs:
             self.stop(p)
 
 
+async def node_counters(urls: list[str], names: tuple[str, ...]) -> dict[str, float]:
+    """Sum of Prometheus counters over the nodes (e.g. holds per group-commit transaction)."""
+    import aiohttp
+
+    totals = dict.fromkeys(names, 0.0)
+    async with aiohttp.ClientSession() as http:
+        for url in urls:
+            async with http.get(url + "/metrics") as r:
+                for line in (await r.text()).splitlines():
+                    name, _, value = line.partition(" ")
+                    if name in totals:
+                        totals[name] += float(value)
+    return totals
+
+
 async def wait_http(url: str, timeout: float = 60) -> None:
     import aiohttp
 
@@ -478,6 +493,8 @@ async def run(args: argparse.Namespace) -> int:
         # the timing.
         foyer = await measured("Foyer sale", drop(foyer_urls, ev_f, tt_f, tokens, quantity=args.quantity,
                                                   deadline_s=args.max_seconds, on_progress=maybe_restart))
+        batches = await node_counters(foyer_urls, ("foyer_tickets_hold_batches_total",
+                                                   "foyer_tickets_hold_requests_total"))
         baseline = await measured("baseline sale", drop(base_urls, ev_b, tt_b, tokens, quantity=args.quantity,
                                                         deadline_s=args.max_seconds))
         order_body = f'{{"items":[{{"ticket_type_id":"{tt_f}","quantity":{args.quantity}}}]}}'.encode()
@@ -497,6 +514,11 @@ async def run(args: argparse.Namespace) -> int:
         print(f"{'first hold after (ms)':26}{foyer['first_ok_ms']:>14.1f}{baseline['first_ok_ms']:>14.1f}")
         print(f"{'answers by status':26}{str(foyer['statuses']):>14}  {baseline['statuses']}")
         print(f"ratio Foyer/baseline seats/s: {ratio:.1f}x (target >= 10x)")
+        n_batches = batches["foyer_tickets_hold_batches_total"]
+        if n_batches:
+            print(f"Foyer group commit: {batches['foyer_tickets_hold_requests_total']:.0f} holds in "
+                  f"{n_batches:.0f} transactions ({batches['foyer_tickets_hold_requests_total'] / n_batches:.1f} "
+                  "per transaction)")
         print(f"Foyer seats/s per 250 ms: {foyer['timeline']}")
         print(f"baseline seats/s per 250 ms: {baseline['timeline'][:200]}")
         print(f"sold_out answers once sold out: {sold_out_rate:.0f}/s {so_counts}; GET /healthz: {health_rate:.0f}/s;"
