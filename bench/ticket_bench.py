@@ -483,10 +483,14 @@ async def run(args: argparse.Namespace) -> int:
 
         cpu: dict[str, str] = {}
 
+        node_cpu: dict[str, float] = {}  # CPU seconds of the Foyer nodes per phase
+
         async def measured(name: str, coro):
             before, t0 = meter.snapshot(), time.perf_counter()
             result = await coro
-            cpu[name] = CpuMeter.render(before, meter.snapshot(), time.perf_counter() - t0)
+            after = meter.snapshot()
+            cpu[name] = CpuMeter.render(before, after, time.perf_counter() - t0)
+            node_cpu[name] = after["Foyer nodes"] - before["Foyer nodes"]
             return result
 
         # The sale starts cold for both: caches and the gate are built by the first buyers, inside
@@ -523,6 +527,11 @@ async def run(args: argparse.Namespace) -> int:
         print(f"baseline seats/s per 250 ms: {baseline['timeline'][:200]}")
         print(f"sold_out answers once sold out: {sold_out_rate:.0f}/s {so_counts}; GET /healthz: {health_rate:.0f}/s;"
               f" ratio {sold_out_rate / health_rate:.0%} (target >= 80%)")
+        so_n, hz_n = sum(so_counts.values()), health_rate * args.rate_seconds
+        if so_n and hz_n:
+            print(f"Foyer node CPU per answer: sold_out {node_cpu['sold_out'] / so_n * 1e6:.0f} us, "
+                  f"/healthz {node_cpu['/healthz'] / hz_n * 1e6:.0f} us; per hold placed "
+                  f"{node_cpu['Foyer sale'] / max(1, foyer['statuses'].get(201, 0)) * 1e6:.0f} us")
         print()
         for name, line in cpu.items():
             print(f"{name:>14}: {line}")
