@@ -22,6 +22,14 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+## bench: the benchmarks listed in README "Benchmarks and load tests", one after the other, each with
+##        its defaults (minutes each, every core loaded: run nothing else you are timing beside it).
+##        A subset: make bench BENCHES="ticket push". PostgreSQL/Redis: FOYER_TEST_DATABASE_URL /
+##        FOYER_TEST_REDIS_URL as in README (push needs neither).
+BENCHES ?= ticket fanout idle outbox push
+bench: $(STAMP)
+	@set -e; for b in $(BENCHES); do echo "== bench/$${b}_bench.py"; $(PY) bench/$${b}_bench.py; done
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
