@@ -506,6 +506,8 @@ async def run(args: argparse.Namespace) -> int:
             foyer_urls, f"/api/events/{ev_f}/orders", tokens, seconds=args.rate_seconds, method="POST",
             body=order_body))
         health_rate, _ = await measured("/healthz", rate(foyer_urls, "/healthz", tokens, seconds=args.rate_seconds))
+        markers = await node_counters(foyer_urls, ("foyer_tickets_marker_batches_total",
+                                                   "foyer_tickets_marker_lookups_total"))
         report = await check(dsn, grace_seconds=60)
 
         ratio = foyer["seats_per_s"] / baseline["seats_per_s"] if baseline["seats_per_s"] else float("inf")
@@ -527,6 +529,11 @@ async def run(args: argparse.Namespace) -> int:
         print(f"baseline seats/s per 250 ms: {baseline['timeline'][:200]}")
         print(f"sold_out answers once sold out: {sold_out_rate:.0f}/s {so_counts}; GET /healthz: {health_rate:.0f}/s;"
               f" ratio {sold_out_rate / health_rate:.0%} (target >= 80%)")
+        if markers["foyer_tickets_marker_batches_total"]:
+            print(f"Foyer Idempotency-Key marker lookups: {markers['foyer_tickets_marker_lookups_total']:.0f} in "
+                  f"{markers['foyer_tickets_marker_batches_total']:.0f} MGETs "
+                  f"({markers['foyer_tickets_marker_lookups_total'] / markers['foyer_tickets_marker_batches_total']:.1f}"
+                  " per MGET)")
         so_n, hz_n = sum(so_counts.values()), health_rate * args.rate_seconds
         if so_n and hz_n:
             print(f"Foyer node CPU per answer: sold_out {node_cpu['sold_out'] / so_n * 1e6:.0f} us, "

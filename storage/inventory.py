@@ -139,6 +139,8 @@ class Gate:
         self._flush_scheduled = False
         self._flushes: set[asyncio.Task] = set()
         self.admit_calls = 0
+        self.marker_batches = 0  # MGETs of Idempotency-Key markers (sold_out answers with a key)
+        self.marker_lookups = 0
         self._settle = redis.register_script(_SETTLE)
         self._rebuilding: dict[uuid.UUID, asyncio.Future] = {}
         self._last_warning = 0.0
@@ -451,6 +453,8 @@ class Gate:
         queued, self._marker_queue = self._marker_queue, []
         if not queued:
             return
+        self.marker_batches += 1
+        self.marker_lookups += len(queued)
         task = asyncio.get_running_loop().create_task(self._flush_markers(queued))
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)

@@ -73,6 +73,13 @@ class _SaleCollector:
                                   value=self.orders.batcher.batches)
         yield CounterMetricFamily("foyer_tickets_hold_requests", "Holds submitted to the group-commit batcher",
                                   value=self.orders.batcher.requests)
+        gate = self.orders.gate
+        yield CounterMetricFamily("foyer_tickets_gate_calls", "Gate script calls (each admits a tick's buyers)",
+                                  value=gate.admit_calls)
+        yield CounterMetricFamily("foyer_tickets_marker_batches", "Batched lookups of Idempotency-Key markers",
+                                  value=gate.marker_batches)
+        yield CounterMetricFamily("foyer_tickets_marker_lookups", "Idempotency-Key markers looked up",
+                                  value=gate.marker_lookups)
 
 
 def setup(app: web.Application, core: Core) -> None:
