@@ -96,7 +96,7 @@ async def admin_health(req: ApiRequest) -> dict:
             query=DeadLetterQuery, errors=("unauthorized", "forbidden"))
 async def admin_relay(req: ApiRequest) -> dict:
     require_admin(req.principal)
-    names = [r["name"] for r in await req.core.db.fetch("SELECT name FROM relay_streams ORDER BY name")]
+    names = await relay_store.stream_names(req.core.db.pool)
     return {"streams": await relay_store.stream_lags(req.core.db.pool, names),
             "dead_letters": await relay_store.list_dead_letters(req.core.db.pool, limit=req.query.limit)}
 

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from domain.errors import not_found
 from handlers.api import ApiRequest, Router
 from storage import admin as store
 from storage import outbox
@@ -35,10 +36,7 @@ class SupportOut(msgspec.Struct):
 async def submit_support(req: ApiRequest) -> dict:
     body: SupportBody = req.body
     async with req.core.db.transaction("support_submit") as conn:
-        if body.event_id is not None and not await conn.fetchval("SELECT true FROM events WHERE id = $1",
-                                                                 body.event_id):
-            from domain.errors import not_found
-
+        if body.event_id is not None and not await store.event_exists(conn, body.event_id):
             raise not_found("event")
         row = await store.create_support_request(conn, user_id=req.user_id, kind=body.kind,
                                                  subject=body.subject.strip(), body=body.body.strip(),

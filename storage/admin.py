@@ -132,3 +132,7 @@ async def close_support_request(
 async def try_round(redis: aioredis.Redis, key: str, *, seconds: float) -> bool:
     """True for exactly one caller per `seconds` window across nodes (SET NX PX)."""
     return bool(await redis.set(key, b"1", nx=True, px=max(1, int(seconds * 1000))))
+
+
+async def event_exists(conn: Any, event_id: uuid.UUID) -> bool:
+    return bool(await conn.fetchval("SELECT true FROM events WHERE id = $1", event_id))

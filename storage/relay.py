@@ -258,6 +258,10 @@ async def outbox_lag(conn: Conn) -> OutboxLag:
     return OutboxLag(int(row["pending"]), float(row["oldest"] or 0.0), int(row["newest"]))
 
 
+async def stream_names(conn: Conn) -> list[str]:
+    return [r["name"] for r in await conn.fetch("SELECT name FROM relay_streams ORDER BY name")]
+
+
 async def stream_lags(conn: Conn, names: list[str]) -> list[dict[str, Any]]:
     """Per stream: cursor, owner, attempts, and events behind (all types; an upper bound for filtered ones)."""
     rows = await conn.fetch(

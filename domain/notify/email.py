@@ -18,14 +18,13 @@ Guarantees:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from email.message import EmailMessage
 from typing import Any
 
-from domain.notify.push import retry_delay
+from domain.notify.queue_worker import QueueWorker, retry_delay
 from domain.services import Core
 from integrations.email.compose import EmailComposer
 from integrations.email.mailer import Mailer
@@ -40,14 +39,17 @@ RETENTION_DAYS = 14
 Builder = Callable[[store.ClaimedEmail], Awaitable[EmailMessage | None]]
 
 
-class EmailService:
+class EmailService(QueueWorker):
+    name = "email"
+    retention_days = RETENTION_DAYS
+
     def __init__(self, core: Core, mailer: Mailer, composer: EmailComposer) -> None:
         self.core = core
         self.settings = core.settings.notify
         self.mailer = mailer
         self.composer = composer
         self.builders: dict[str, Builder] = {"template": self._build_template}
-        self._wake = asyncio.Event()
+        super().__init__()
         self._warned = False
         self.sent = 0
         self.failed = 0
@@ -58,9 +60,6 @@ class EmailService:
 
     def register(self, name: str, builder: Builder) -> None:
         self.builders[name] = builder
-
-    def wake(self) -> None:
-        self._wake.set()
 
     # --- producing ------------------------------------------------------------------------
 
@@ -85,41 +84,15 @@ class EmailService:
             self.wake()
         return added
 
-    # --- the worker ------------------------------------------------------------------------
+    # --- the worker (domain/notify/queue_worker.py runs the loop) ---------------------------------
+    def poll_seconds(self) -> float:
+        return self.settings.email_poll_seconds
 
-    async def run(self) -> None:
-        """Background loop (one per node). Re-raises CancelledError; logs and backs off on errors."""
-        failures = 0
-        last_purge = 0.0
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                handled = await self.process_once()
-                failures = 0
-                if loop.time() - last_purge > 3600:
-                    last_purge = loop.time()
-                    await store.purge_finished_email(self.core.db.pool, older_than_days=RETENTION_DAYS)
-                if handled:
-                    continue
-                timeout = await self._idle_timeout()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                log.exception("email worker round failed")
-                timeout = retry_delay(failures, base=1.0, cap=60.0)
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+    async def next_due(self) -> datetime | None:
+        return await store.next_email_due(self.core.db.pool)
 
-    async def _idle_timeout(self) -> float:
-        poll = self.settings.email_poll_seconds
-        due = await store.next_email_due(self.core.db.pool)
-        if due is None:
-            return poll
-        return min(poll, max(0.05, (due - datetime.now(UTC)).total_seconds()))
+    async def purge_finished(self, older_than_days: int) -> None:
+        await store.purge_finished_email(self.core.db.pool, older_than_days=older_than_days)
 
     async def process_once(self) -> int:
         """Claim a batch of due emails, build and send them over one SMTP connection; returns the count."""

@@ -15,13 +15,12 @@ Guarantees:
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from config.notify import NotifySettings
+from domain.notify.queue_worker import QueueWorker, retry_delay
 from domain.services import Core
 from integrations.push.fcm import FcmAdapter, Outcome, PushMessage, SendResult
 from storage import devices as devices_store
@@ -32,23 +31,15 @@ LEASE_SECONDS = 120.0  # longer than a batch can take (timeout × batch / thread
 RETENTION_DAYS = 7
 
 
-def retry_delay(attempt: int, *, base: float, cap: float, retry_after: float | None = None,
-                rng: random.Random | None = None) -> float:
-    """Capped exponential backoff with jitter, at least Retry-After (itself capped)."""
-    r = rng or random
-    raw = min(cap, base * (2 ** max(attempt - 1, 0)))
-    delay = r.uniform(raw / 2, raw)
-    if retry_after is not None:
-        delay = max(delay, min(retry_after, cap))
-    return delay
+class PushWorker(QueueWorker):
+    name = "push"
+    retention_days = RETENTION_DAYS
 
-
-class PushWorker:
     def __init__(self, core: Core, adapter: FcmAdapter | None) -> None:
         self.core = core
         self.settings: NotifySettings = core.settings.notify
         self.adapter = adapter
-        self._wake = asyncio.Event()
+        super().__init__()
         self.sent = 0  # counters for metrics/diagnostics
         self.failed = 0
         self.invalid_tokens = 0
@@ -57,42 +48,14 @@ class PushWorker:
     def enabled(self) -> bool:
         return self.adapter is not None
 
-    def wake(self) -> None:
-        self._wake.set()
+    def poll_seconds(self) -> float:
+        return self.settings.push_poll_seconds
 
-    async def run(self) -> None:
-        """Background loop (one per node). Re-raises CancelledError; logs and backs off on errors."""
-        failures = 0
-        last_purge = 0.0
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                handled = await self.process_once()
-                failures = 0
-                if loop.time() - last_purge > 3600:
-                    last_purge = loop.time()
-                    await devices_store.purge_finished_push(self.core.db.pool, older_than_days=RETENTION_DAYS)
-                if handled:
-                    continue  # more may be due right away
-                timeout = await self._idle_timeout()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                log.exception("push worker round failed")
-                timeout = retry_delay(failures, base=1.0, cap=60.0)
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                pass
+    async def next_due(self) -> datetime | None:
+        return await devices_store.next_push_due(self.core.db.pool)
 
-    async def _idle_timeout(self) -> float:
-        poll = self.settings.push_poll_seconds
-        due = await devices_store.next_push_due(self.core.db.pool)
-        if due is None:
-            return poll
-        return min(poll, max(0.05, (due - datetime.now(UTC)).total_seconds()))
+    async def purge_finished(self, older_than_days: int) -> None:
+        await devices_store.purge_finished_push(self.core.db.pool, older_than_days=older_than_days)
 
     async def process_once(self) -> int:
         """Claim one batch of due messages, send it, record outcomes; returns how many were claimed."""

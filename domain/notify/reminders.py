@@ -20,7 +20,7 @@ import random
 from collections import defaultdict
 from datetime import datetime
 
-from domain.notify.push import retry_delay
+from domain.notify.queue_worker import retry_delay
 from domain.notify.triggers import FEEDBACK_PROMPT_DUE, REMINDER_DUE
 from domain.services import Core
 from storage import notify as store

@@ -11,7 +11,7 @@ import pytest
 
 from domain.notify.dispatch import Notification
 from domain.notify.preferences import Preferences
-from domain.notify.push import retry_delay
+from domain.notify.queue_worker import retry_delay
 from handlers.api import CORE
 from handlers.devices import NOTIFY
 from integrations.push.fcm import Outcome, classify
