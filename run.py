@@ -91,17 +91,21 @@ def _settings_from(args: argparse.Namespace) -> Settings:
     return load_settings(config_file=args.config, overrides=overrides)
 
 
-def prepare(settings: Settings) -> tuple[Settings, Callable[[], None]]:
-    """Start embedded services when needed and fill generated secrets; return (settings, stop)."""
+def prepare(settings: Settings, *, valkey: bool = True) -> tuple[Settings, Callable[[], None]]:
+    """Start embedded services when needed and fill generated secrets; return (settings, stop).
+
+    `valkey=False` for commands that do not use Redis (migrate, demo, admin, rotate-keys): they
+    may run beside a serving node, and a second Valkey on the same data directory would write
+    the same append-only file (the embedded PostgreSQL is shared safely: one postmaster per
+    directory)."""
     from server.embedded import start_embedded
     from server.secrets_store import with_generated_secrets
 
     stop: Callable[[], None] = lambda: None  # noqa: E731
-    if settings.database_url is None or settings.redis_url is None:
+    need_valkey = valkey and settings.redis_url is None
+    if settings.database_url is None or need_valkey:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        services = start_embedded(
-            settings.data_dir, postgres=settings.database_url is None, valkey=settings.redis_url is None
-        )
+        services = start_embedded(settings.data_dir, postgres=settings.database_url is None, valkey=need_valkey)
         settings = settings.replace(
             database_url=settings.database_url or services.database_url,
             redis_url=settings.redis_url or services.redis_url,
@@ -223,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_settings(args.markdown, args.update_readme)
     embedded = settings.database_url is None or settings.redis_url is None
     try:
-        settings, stop = prepare(settings)
+        settings, stop = prepare(settings, valkey=command in ("serve", "worker"))
     except SettingsError as exc:
         print(f"foyer: configuration error: {exc}", file=sys.stderr)
         return 2
