@@ -9,8 +9,9 @@ Guarantees:
   and a load that was already running when the key was invalidated is not stored (its callers
   still get its answer; the next caller loads again).
 - **Stale on error** (opt-in, `stale_on_error=True`): when a reload fails, the last value is
-  served instead of the error, so a PostgreSQL blip does not turn into failed requests for data
-  that rarely changes.
+  served instead of the error (and kept for another `ttl`, so a failing database is asked again
+  once per TTL, not once per request): a PostgreSQL blip does not turn into failed requests for
+  data that rarely changes.
 - **Bounded.** At most `max_entries` keys; the oldest insertion is evicted first.
 """
 
@@ -69,8 +70,3 @@ class ReadThroughCache(Generic[V]):
     def invalidate(self, key: Hashable) -> None:
         self._entries.pop(key, None)
         self._loading.pop(key, None)
-
-    def peek(self, key: Hashable) -> V | None:
-        """The cached value if fresh, else None (no load)."""
-        entry = self._entries.get(key)
-        return entry[1] if entry is not None and time.monotonic() - entry[0] < self.ttl else None

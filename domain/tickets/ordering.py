@@ -140,7 +140,7 @@ class OrderService:
     def _sold_out(self, ticket_type_id: uuid.UUID | None) -> tuple[int, bytes]:
         """409 `sold_out` as (status, body), the error envelope of DESIGN.md §3 pre-encoded per
         ticket type: the answer most buyers of a drop get, so it skips exception handling and
-        JSON encoding. Counted in `sold_out_answers` (exported as foyer_tickets_sold_out_total)."""
+        JSON encoding. Counted in `sold_out_answers` (exported as foyer_tickets_sold_out_answers_total)."""
         self.sold_out_answers += 1
         body = self._sold_out_bodies.get(ticket_type_id)
         if body is None:
