@@ -12,7 +12,8 @@ Guarantees:
   the old token, insert its successor) is one transaction; presenting a used or revoked token
   revokes its whole family (theft detection), including a successor issued concurrently.
   Logout revokes the family; "all devices" revokes every family of the user.
-- Access JWTs cannot be revoked: they live `access_token_ttl_seconds` (15 min by default).
+- Access JWTs live `access_token_ttl_seconds` (15 min by default); a revoked session's access
+  tokens are refused before that on every node (`Core.sessions_revoked`, storage/revocations.py).
 """
 
 from __future__ import annotations
@@ -123,12 +124,15 @@ class AccountService:
         pair: TokenPair | None = None
         async with self.core.db.transaction("refresh_token") as conn:
             row = await users.use_refresh_token(conn, sha256(refresh_token))
-            if row is not None and row["reused"]:
+            stolen = row is not None and row["reused"]
+            if stolen:
                 await users.revoke_family(conn, row["family_id"])
             elif row is not None:
                 user = await users.get_by_id(conn, row["user_id"])
                 if user is not None and user.disabled_at is None:
                     pair = await self.issue_tokens(user, family_id=row["family_id"], conn=conn)
+        if stolen:  # theft detected: the thief's access tokens stop working too
+            await self.core.sessions_revoked([row["family_id"]])
         if pair is None:
             # Raised after commit so the family revocation sticks.
             raise FoyerError("invalid_token", "refresh token is not valid; sign in again")
@@ -136,15 +140,18 @@ class AccountService:
 
     async def logout(self, principal: Principal, refresh_token: str | None) -> None:
         """Revoke the caller's token family (this device); `all_devices` is a separate call."""
+        sessions = [principal.session_id]
         if principal.session_id is not None:
             await users.revoke_family(self.core.db.pool, principal.session_id)
         if refresh_token:
             row = await users.find_refresh_token(self.core.db.pool, sha256(refresh_token))
             if row is not None and row["user_id"] == principal.user_id:
                 await users.revoke_family(self.core.db.pool, row["family_id"])
+                sessions.append(row["family_id"])
+        await self.core.sessions_revoked(sessions)
 
     async def logout_everywhere(self, principal: Principal) -> None:
-        await users.revoke_all_for_user(self.core.db.pool, principal.user_id)
+        await self.core.sessions_revoked(await users.revoke_all_for_user(self.core.db.pool, principal.user_id))
 
     # --- helpers for the other account services ----------------------------------------------
 

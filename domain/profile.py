@@ -100,8 +100,9 @@ class ProfileService:
         async with self.core.db.transaction("change_password") as conn:
             await users.update_password_hash(conn, user.id, new_hash)
             revoked = await users.revoke_all_for_user(conn, user.id, keep_family=principal.session_id)
-            await record(conn, user, "password.changed", details={"other_sessions_revoked": revoked})
-        return revoked
+            await record(conn, user, "password.changed", details={"other_sessions_revoked": len(revoked)})
+        await self.core.sessions_revoked(revoked)
+        return len(revoked)
 
     async def _check_password(self, user: users.UserRow, password: str) -> None:
         async with self.accounts.throttle.guard_reauth(user.id):

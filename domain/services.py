@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
@@ -10,6 +12,7 @@ from config import Settings
 from domain.tokens import TokenService
 from storage.db import Database
 from storage.redis import Keyspace
+from storage.revocations import SessionRevocations
 
 
 @dataclass(slots=True)
@@ -27,3 +30,10 @@ class Core:
     node_id: str
     db: Database = None  # type: ignore[assignment]
     redis: aioredis.Redis = None  # type: ignore[assignment]
+    revocations: SessionRevocations | None = None  # started by the accounts component
+
+    async def sessions_revoked(self, session_ids: Iterable[uuid.UUID | None]) -> None:
+        """Call after the transaction that revoked these refresh-token families committed: their
+        access tokens stop working on every node (storage/revocations.py)."""
+        if self.revocations is not None:
+            await self.revocations.revoke(session_ids)

@@ -99,8 +99,9 @@ async def reset_2fa(core: Core, principal: Principal, user_id: uuid.UUID, *, rea
         await conn.execute("UPDATE users SET totp_secret_enc = NULL WHERE id = $1", user.id)
         sessions = await users.revoke_all_for_user(conn, user.id)
         await record(conn, user, "admin.2fa_reset", actor=actor(principal),
-                     details={"reason": reason, "sessions_revoked": sessions})
+                     details={"reason": reason, "sessions_revoked": len(sessions)})
         view = await store.user_view(conn, user.id)
+    await core.sessions_revoked(sessions)
     assert view is not None
     return view
 
@@ -109,15 +110,18 @@ async def set_disabled(core: Core, principal: Principal, user_id: uuid.UUID, *, 
                        reason: str) -> dict[str, Any]:
     if disabled and user_id == principal.user_id:
         raise FoyerError("invalid_state", "you cannot disable your own account")
+    sessions: list[uuid.UUID] = []
     async with core.db.transaction("admin_disable_account" if disabled else "admin_enable_account") as conn:
         user = await _target(conn, user_id)
         if await store.set_disabled(conn, user.id, disabled):
             details: dict[str, Any] = {"reason": reason}
             if disabled:
-                details["sessions_revoked"] = await users.revoke_all_for_user(conn, user.id)
+                sessions = await users.revoke_all_for_user(conn, user.id)
+                details["sessions_revoked"] = len(sessions)
             await record(conn, user, "admin.account_disabled" if disabled else "admin.account_enabled",
                          actor=actor(principal), details=details)
         view = await store.user_view(conn, user.id)
+    await core.sessions_revoked(sessions)
     assert view is not None
     return view
 

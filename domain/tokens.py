@@ -8,14 +8,17 @@ not issued or valid only in the future (`iat`, `nbf`), for this audience (`aud`)
 `jku`, `x5u` or `jwk` are ignored: the key is never chosen by the token. Anything else is
 `invalid_token` (or `token_expired`), never a 500. Tests: tests/domain/test_tokens.py.
 
-Access tokens cannot be revoked before `exp` (no per-request lookup); that is why they are
-short-lived and why revocation works on refresh tokens (docs/security.md).
+Access tokens are short-lived. Signing a session out (logout, password change, an admin
+disabling the account, ...) revokes its refresh tokens in PostgreSQL and, through
+`is_revoked` (storage/revocations.py: an in-memory set every node keeps in sync over Redis),
+refuses the session's access tokens at once on every node, without a per-request lookup.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 
 import jwt
 
@@ -38,6 +41,9 @@ class TokenService:
         # sends the same buyer's token many times; re-checking the HMAC each time was the largest
         # cost of a `sold_out` answer. `exp` (with leeway) is re-checked on every hit.
         self._verified: dict[str, tuple[Principal, float]] = {}
+        # Signed-out sessions (storage/revocations.py, wired by the accounts component): an access
+        # token of a revoked session is refused before its `exp`. One dict lookup, no I/O.
+        self.is_revoked: Callable[[uuid.UUID], bool] | None = None
 
     def issue_access(self, principal: Principal, *, now: float | None = None) -> str:
         issued = int(now if now is not None else time.time())
@@ -58,14 +64,18 @@ class TokenService:
 
     def verify_access(self, token: str) -> Principal:
         hit = self._verified.get(token)
-        if hit is not None:
-            if time.time() <= hit[1] + _LEEWAY_SECONDS:
-                return hit[0]
-            del self._verified[token]
-        principal, exp = self._verify(token)
-        if len(self._verified) >= 20_000:
-            self._verified.pop(next(iter(self._verified)))
-        self._verified[token] = (principal, exp)
+        if hit is not None and time.time() <= hit[1] + _LEEWAY_SECONDS:
+            principal = hit[0]
+        else:
+            if hit is not None:
+                del self._verified[token]
+            principal, exp = self._verify(token)
+            if len(self._verified) >= 20_000:
+                self._verified.pop(next(iter(self._verified)))
+            self._verified[token] = (principal, exp)
+        revoked = self.is_revoked
+        if revoked is not None and principal.session_id is not None and revoked(principal.session_id):
+            raise FoyerError("invalid_token", "this session was signed out; sign in again")
         return principal
 
     def _verify(self, token: str) -> tuple[Principal, float]:

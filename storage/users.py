@@ -235,15 +235,17 @@ async def revoke_family(conn: Conn, family_id: uuid.UUID) -> None:
     )
 
 
-async def revoke_all_for_user(conn: Conn, user_id: uuid.UUID, *, keep_family: uuid.UUID | None = None) -> int:
-    """Revoke every refresh-token family of the user except `keep_family`; returns families revoked."""
+async def revoke_all_for_user(conn: Conn, user_id: uuid.UUID, *,
+                              keep_family: uuid.UUID | None = None) -> list[uuid.UUID]:
+    """Revoke every refresh-token family of the user except `keep_family`; returns the families
+    (sessions) revoked, for `Core.sessions_revoked` after the transaction commits."""
     rows = await conn.fetch(
         """UPDATE refresh_tokens SET revoked_at = now()
             WHERE user_id = $1 AND revoked_at IS NULL AND family_id IS DISTINCT FROM $2
         RETURNING family_id""",
         user_id, keep_family,
     )
-    return len({r["family_id"] for r in rows})
+    return sorted({r["family_id"] for r in rows})
 
 
 async def delete_expired_refresh_tokens(conn: Conn, *, grace_seconds: int, limit: int = 5000) -> int:

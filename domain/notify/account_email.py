@@ -103,12 +103,13 @@ class AccountEmails:
                 raise invalid_link()
             user_id = row["user_id"]
             await users.update_password_hash(conn, user_id, password_hash)
-            await users.revoke_all_for_user(conn, user_id)
+            signed_out = await users.revoke_all_for_user(conn, user_id)
             await tokens_store.void_tokens(conn, user_id=user_id, purpose="password_reset")
             user = await users.get_by_id(conn, user_id)
             if user is not None and user.email.lower() == row["email"].lower():
                 await tokens_store.mark_verified(conn, user_id=user_id, email=user.email)  # the link proved it
             await outbox.append(conn, type=PASSWORD_CHANGED, data={"user_id": str(user_id)}, key=str(user_id))
+        await self.core.sessions_revoked(signed_out)
 
     async def confirm_verification(self, *, token: str) -> dict[str, Any]:
         async with self.core.db.transaction("confirm_email_verification") as conn:

@@ -17,6 +17,7 @@ from domain.services import Core
 from handlers import auth, me
 from server.components import Component
 from storage import users
+from storage.revocations import SessionRevocations
 
 log = logging.getLogger("foyer.accounts")
 
@@ -65,9 +66,19 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
                 log.warning("refresh-token sweep failed (attempt %d)", failures, exc_info=True)
 
     task = asyncio.create_task(loop(), name="foyer.accounts.sweep")
+    # Signed-out sessions: their access tokens are refused on every node (storage/revocations.py).
+    revocations = SessionRevocations(core.redis, core.keys,
+                                     access_ttl_seconds=core.settings.auth.access_token_ttl_seconds)
+    revocations.listener.start()
+    await revocations.listener.wait_subscribed(5.0)  # else it catches up when Redis is back
+    core.revocations = revocations
+    core.tokens.is_revoked = revocations.is_revoked
     try:
         yield
     finally:
+        core.tokens.is_revoked = None
+        core.revocations = None
+        await revocations.listener.stop()
         task.cancel()
         try:
             await task

@@ -76,7 +76,10 @@ async def test_password_change_revokes_other_sessions(api):
     status, _ = await api.post("/api/auth/password", user=user,
                                json={"current_password": user.password, "new_password": "a new long password"})
     assert status == 204
-    # the other device is signed out, this one keeps its session
+    # the other device is signed out (its access token too, before it expires), this one keeps its session
+    status, body = await api.get("/api/me", headers={"Authorization": f"Bearer {other_device['access_token']}"})
+    assert status == 401 and body["error"]["code"] == "invalid_token"
+    assert (await api.get("/api/me", user=user))[0] == 200
     status, _ = await api.post("/api/auth/refresh", json={"refresh_token": other_device["refresh_token"]})
     assert status == 401
     status, _ = await api.post("/api/auth/refresh", json={"refresh_token": user.refresh_token})
@@ -105,6 +108,9 @@ async def test_logout_everywhere(api):
     for token in [user.refresh_token] + [s["refresh_token"] for s in sessions]:
         status, _ = await api.post("/api/auth/refresh", json={"refresh_token": token})
         assert status == 401
+    for access in [user.access_token] + [s["access_token"] for s in sessions]:  # no waiting for `exp`
+        status, body = await api.get("/api/me", headers={"Authorization": f"Bearer {access}"})
+        assert status == 401 and body["error"]["code"] == "invalid_token"
     # a new sign-in starts a fresh session
     status, fresh = await api.login(user)
     assert status == 200
@@ -116,6 +122,8 @@ async def test_logout_only_revokes_this_session(api):
     status, other = await api.login(user)
     assert (await api.post("/api/auth/logout", user=user, json={}))[0] == 204
     assert (await api.post("/api/auth/refresh", json={"refresh_token": user.refresh_token}))[0] == 401
+    assert (await api.get("/api/me", user=user))[0] == 401  # this session's access token is refused at once
+    assert (await api.get("/api/me", headers={"Authorization": f"Bearer {other['access_token']}"}))[0] == 200
     assert (await api.post("/api/auth/refresh", json={"refresh_token": other["refresh_token"]}))[0] == 200
 
 
