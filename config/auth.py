@@ -17,7 +17,7 @@ class AuthSettings:
     jwt_issuer: str = setting("foyer", help="`iss` claim of issued access tokens; checked on every request.")
     jwt_audience: str = setting("foyer-api", help="`aud` claim of issued access tokens; checked on every request.")
     access_token_ttl_seconds: int = setting(
-        900, help="Lifetime of an access JWT. Short, because access tokens cannot be revoked."
+        900, help="Lifetime of an access JWT. Signing a session out refuses its access tokens at once (via Redis); the TTL bounds them if Redis is down."
     )
     refresh_token_ttl_seconds: int = setting(
         30 * 86400, help="Lifetime of a refresh token (rotated on every use, revocable)."

@@ -23,14 +23,14 @@ Staleness is bounded three ways:
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import time
 import uuid
 from collections.abc import Iterable
 
 import redis.asyncio as aioredis
+
+from storage.subscription import ChannelListener
 
 log = logging.getLogger("foyer.tickets.soldout")
 
@@ -43,8 +43,8 @@ class SoldOutFlags:
         self._flags: dict[str, tuple[float, int, uuid.UUID]] = {}  # counter key -> (expires, remaining, event)
         self.generation = 0  # bumped by every invalidation this node sees
         self.listening = False
-        self._task: asyncio.Task | None = None
-        self._subscribed = asyncio.Event()
+        self._listener = ChannelListener(redis, channel, name="soldout_listener", on_message=self._apply,
+                                         on_subscribed=self._subscribed, on_lost=self._lost)
         self.hits = 0
         self.invalidations = 0
 
@@ -110,58 +110,22 @@ class SoldOutFlags:
         """The publishing node drops its own flags at once (its own message arrives later too)."""
         self._apply(message)
 
-    # --- the subscription -----------------------------------------------------------------------
+    # --- the subscription (storage/subscription.py keeps it up) ----------------------------------
     def start(self) -> None:
-        self._task = asyncio.create_task(self._listen(), name="foyer.soldout_listener")
+        self._listener.start()
 
     async def wait_subscribed(self, within_s: float) -> bool:
-        try:
-            await asyncio.wait_for(self._subscribed.wait(), within_s)
-            return True
-        except TimeoutError:
-            return False
+        return await self._listener.wait_subscribed(within_s)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._listener.stop()
+        self._lost()
+
+    async def _subscribed(self) -> None:
+        """Messages may have been missed while not subscribed: start from no flags."""
+        self.clear()
+        self.listening = True
+
+    def _lost(self) -> None:
         self.listening = False
         self.clear()
-
-    async def _listen(self) -> None:
-        """Subscribe and apply invalidations; on any failure drop every flag, back off (capped,
-        jittered) and subscribe again."""
-        failures = 0
-        while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                self.clear()
-                self.listening = True
-                self._subscribed.set()
-                failures = 0
-                while True:
-                    msg = await pubsub.get_message(timeout=5.0)
-                    if msg is None or msg.get("type") != "message":
-                        continue
-                    data = msg["data"]
-                    self._apply(data.decode() if isinstance(data, bytes) else str(data))
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis gone or restarted: forget everything, resubscribe
-                failures += 1
-                if failures == 1:
-                    log.warning("sold-out flag subscription lost (%r); flags dropped until it is back", exc)
-            finally:
-                self.listening = False
-                self._subscribed.clear()
-                self.clear()
-                try:
-                    await pubsub.aclose()
-                except Exception:  # closing a broken connection
-                    pass
-            await asyncio.sleep(min(5.0, 0.05 * 2 ** failures) * (0.5 + random.random()))

@@ -56,8 +56,11 @@ async def test_password_reset_flow(node, napi, ndb, smtp):
                                    json={"token": token, "password": "another passphrase!"})
     assert status == 400 and body["error"]["code"] == "invalid_link"
     assert (await napi.post("/api/auth/refresh", json={"refresh_token": user.refresh_token}))[0] == 401
+    assert (await napi.get("/api/me", user=user))[0] == 401  # the old session's access token too
     user.password = "a brand new passphrase"
-    assert (await napi.login(user))[0] == 200
+    status, tokens = await napi.login(user)
+    assert status == 200
+    user.access_token, user.refresh_token = tokens["access_token"], tokens["refresh_token"]
     # Redelivering the request event queues nothing more.
     await deliver(node.app, "notify.email")
     assert await ndb.fetchval("SELECT count(*) FROM email_deliveries") == 1 and len(smtp.messages) == 1
