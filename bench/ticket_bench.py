@@ -497,8 +497,10 @@ async def run(args: argparse.Namespace) -> int:
         # the timing.
         foyer = await measured("Foyer sale", drop(foyer_urls, ev_f, tt_f, tokens, quantity=args.quantity,
                                                   deadline_s=args.max_seconds, on_progress=maybe_restart))
+        tx = 'foyer_db_transaction_seconds_{}{{name="orders.hold_batch",ok="true"}}'
         batches = await node_counters(foyer_urls, ("foyer_tickets_hold_batches_total",
-                                                   "foyer_tickets_hold_requests_total"))
+                                                   "foyer_tickets_hold_requests_total",
+                                                   tx.format("sum"), tx.format("count")))
         baseline = await measured("baseline sale", drop(base_urls, ev_b, tt_b, tokens, quantity=args.quantity,
                                                         deadline_s=args.max_seconds))
         order_body = f'{{"items":[{{"ticket_type_id":"{tt_f}","quantity":{args.quantity}}}]}}'.encode()
@@ -525,6 +527,9 @@ async def run(args: argparse.Namespace) -> int:
             print(f"Foyer group commit: {batches['foyer_tickets_hold_requests_total']:.0f} holds in "
                   f"{n_batches:.0f} transactions ({batches['foyer_tickets_hold_requests_total'] / n_batches:.1f} "
                   "per transaction)")
+            if batches[tx.format("count")]:
+                print(f"Foyer group-commit transaction: {batches[tx.format('sum')] / batches[tx.format('count')] * 1000:.1f}"
+                      f" ms on average ({batches[tx.format('count')]:.0f} transactions)")
         print(f"Foyer seats/s per 250 ms: {foyer['timeline']}")
         print(f"baseline seats/s per 250 ms: {baseline['timeline'][:200]}")
         print(f"sold_out answers once sold out: {sold_out_rate:.0f}/s {so_counts}; GET /healthz: {health_rate:.0f}/s;"

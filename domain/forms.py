@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -266,7 +266,8 @@ class Forms:
         if clean:
             ctx.extra["answers"] = clean
 
-    async def admit(self, conn: Any, requests: Sequence[HoldRequest]) -> dict[uuid.UUID, HoldOutcome]:
+    async def admit(self, conn: Any, requests: Sequence[HoldRequest],
+                    types: Mapping[uuid.UUID, Any]) -> dict[uuid.UUID, HoldOutcome]:
         return {}
 
     async def placed(self, conn: Any, requests: Sequence[HoldRequest]) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 import msgspec
@@ -241,9 +241,11 @@ class Seating:
         if picks:
             ctx.extra["seats"] = picks
 
-    async def admit(self, conn: Any, requests: Sequence[HoldRequest]) -> dict[uuid.UUID, HoldOutcome]:
-        """Batch hook: allocate seats for every seated line, in request order (type rows locked)."""
-        seated = await store.seated_types(conn, {ln.ticket_type_id for r in requests for ln in r.lines})
+    async def admit(self, conn: Any, requests: Sequence[HoldRequest],
+                    types: Mapping[uuid.UUID, Any]) -> dict[uuid.UUID, HoldOutcome]:
+        """Batch hook: allocate seats for every seated line, in request order (type rows locked;
+        whether a type has a seat map comes with its locked row: no query when none has)."""
+        seated = {tid for tid, row in types.items() if row["seated"]}
         if not seated:
             return {}
         picked = {uuid.UUID(s) for r in requests for p in (r.extra.get("seats") or {}).values() if p for s in p}

@@ -84,12 +84,6 @@ async def seats_with_state(conn: Any, type_id: uuid.UUID) -> list[asyncpg.Record
              ORDER BY sec.rank, sec.position, s.row_no, s.seat_no""", type_id)
 
 
-async def seated_types(conn: Any, type_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
-    rows = await conn.fetch("SELECT ticket_type_id FROM seat_maps WHERE ticket_type_id = ANY($1::uuid[])",
-                            list(set(type_ids)))
-    return {r["ticket_type_id"] for r in rows}
-
-
 async def seated_types_of_event(conn: Any, event_id: uuid.UUID) -> set[uuid.UUID]:
     rows = await conn.fetch("SELECT ticket_type_id FROM seat_maps WHERE event_id = $1", event_id)
     return {r["ticket_type_id"] for r in rows}

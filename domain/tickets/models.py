@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -137,13 +137,16 @@ class BatchHook(Protocol):
     seating and registration answers (domain/seating.py, domain/forms.py).
 
     `admit` runs after the ticket-type rows are locked (so it is serialized with every other
-    writer of those types) and the seats counted, before anything is written; it returns the
+    writer of those types) and the seats counted, before anything is written; it gets those
+    locked rows (`types`: id -> row with `event_id, avail, quota_id, status, price_cents,
+    seated`) and returns the
     requests it refuses ({order_id: HoldOutcome(False, code, ...)}): their seats go back to the
     batch and the gate. `placed` runs after the granted orders and items are inserted, in the same
     transaction. Both see `HoldRequest.extra` (filled by pre-hold hooks) and may rewrite
     `HoldRequest.response` (the 201 body, stored for idempotent replays) in `admit`."""
 
-    async def admit(self, conn: Any, requests: Sequence[HoldRequest]) -> dict[uuid.UUID, HoldOutcome]: ...
+    async def admit(self, conn: Any, requests: Sequence[HoldRequest],
+                    types: Mapping[uuid.UUID, Any]) -> dict[uuid.UUID, HoldOutcome]: ...
 
     async def placed(self, conn: Any, requests: Sequence[HoldRequest]) -> None: ...
 
