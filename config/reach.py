@@ -25,6 +25,11 @@ class ReachSettings:
     relay_poll_seconds: float = setting(
         0.5, help="Fallback poll interval of the relay; normally it is woken at commit by NOTIFY foyer_outbox."
     )
+    relay_linger_ms: float = setting(
+        20.0, help="After a relay round that delivered a full load (a busy outbox, e.g. a ticket drop), "
+        "wait this long before the next, so events are read in bigger batches with fewer round trips; "
+        "a quiet outbox is still read as soon as NOTIFY arrives. 0: never wait."
+    )
     relay_lease_seconds: float = setting(
         10.0, help="How long a node owns a relay stream without renewing it; a crashed node's streams "
         "move to another node after this."
@@ -70,6 +75,8 @@ class ReachSettings:
             raise SettingsError("FOYER_RELAY_BATCH_SIZE: must be between 1 and 10000")
         if not 1 <= self.relay_db_connections <= 64:
             raise SettingsError("FOYER_RELAY_DB_CONNECTIONS: must be between 1 and 64")
+        if not 0 <= self.relay_linger_ms <= 10_000:
+            raise SettingsError("relay_linger_ms", "must be between 0 and 10000")
         if self.relay_poll_seconds <= 0:
             raise SettingsError("FOYER_RELAY_POLL_SECONDS: must be positive")
         if self.relay_lease_seconds < 1:

@@ -107,6 +107,9 @@ class LeaseLost(Exception):
     """Another node owns the stream now; stop working on it."""
 
 
+_BUSY_ROUND = 32  # events in a round that count as a busy outbox (see relay_linger_ms)
+
+
 @dataclass
 class _Stream:
     name: str
@@ -116,6 +119,9 @@ class _Stream:
     lost: bool = False
     working: bool = False  # inside _work (delivering): a graceful stop lets it record its progress
     task: asyncio.Task | None = None
+    position: Position | None = None  # the cursor after the last round, while the lease is fresh
+    leased_at: float = 0.0  # monotonic time of the last claim/renewal that succeeded
+    delivered: int = 0  # events handled in the last round
 
 
 class Relay:
@@ -233,19 +239,29 @@ class Relay:
             try:
                 if stream.consumer is None and self.publisher is not None and not self.publisher.started:
                     await self.publisher.start()
-                state = await store.claim(self._pool, stream.name, self.node_id, s.relay_lease_seconds)
-                if state is None:  # another node works on it; look again before its lease could expire
-                    await asyncio.sleep(s.relay_lease_seconds / 3 * (0.8 + 0.4 * random.random()))
-                    continue
+                position = stream.position
+                if position is None or time.monotonic() - stream.leased_at > s.relay_lease_seconds / 3:
+                    state = await store.claim(self._pool, stream.name, self.node_id, s.relay_lease_seconds)
+                    if state is None:  # another node works on it; look again before its lease could expire
+                        stream.position = None
+                        await asyncio.sleep(s.relay_lease_seconds / 3 * (0.8 + 0.4 * random.random()))
+                        continue
+                    position, stream.leased_at = state.position, time.monotonic()
+                # else: the lease was taken or renewed less than a third of its length ago, and the
+                # cursor is the one this node left: no claim round trip per round.
+                stream.position = None  # known again only when the round ends well
                 stream.wake.clear()
                 stream.working = True
                 try:
-                    await self._work(stream, state.position)
+                    position = await self._work(stream, position)
                 finally:
                     stream.working = False
+                stream.position = position
                 if self._stopping:
                     return
                 failures = 0
+                if s.relay_linger_ms and stream.delivered >= _BUSY_ROUND:
+                    await asyncio.sleep(s.relay_linger_ms / 1000)  # let a busy outbox fill a bigger batch
                 await self._idle(stream, s.relay_poll_seconds)
             except asyncio.CancelledError:
                 raise
@@ -260,19 +276,23 @@ class Relay:
                             exc_info=failures == 1)
                 await asyncio.sleep(_backoff(failures, s.relay_retry_base_seconds, s.relay_retry_max_seconds))
 
-    async def _work(self, stream: _Stream, position: Position) -> None:
-        """Deliver batches until the stream has caught up. Renews the lease in the background."""
+    async def _work(self, stream: _Stream, position: Position) -> Position:
+        """Deliver batches until the stream has caught up; returns the new cursor and counts the
+        events read in `stream.delivered`. Renews the lease in the background."""
         stream.lost = False
+        stream.delivered = 0
         renewer = asyncio.get_running_loop().create_task(self._renew(stream))
         try:
             while not self._stopping:
                 batch = await store.fetch_batch(self._pool, position, types=stream.types,
                                                 limit=self.settings.relay_batch_size)
                 short = len(batch.events) < self.settings.relay_batch_size
+                stream.delivered += len(batch.events)
                 if not batch.events:
                     if batch.tail is not None and position < batch.tail:
                         await self._advance(stream, batch.tail, [])
-                    return
+                        position = batch.tail
+                    return position
                 if stream.consumer is None:
                     position = await self._publish(stream, position, batch)
                 else:
@@ -283,7 +303,8 @@ class Relay:
                     await self._advance(stream, batch.tail, [])
                     position = batch.tail
                 if short:
-                    return
+                    return position
+            return position
         finally:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -302,6 +323,7 @@ class Relay:
             if state is None:
                 stream.lost = True
                 return
+            stream.leased_at = time.monotonic()
 
     async def _advance(self, stream: _Stream, to: Position, delivered: list, count: int | None = None) -> None:
         if stream.lost or not await store.advance(
@@ -309,6 +331,7 @@ class Relay:
             lease_seconds=self.settings.relay_lease_seconds, count=count,
         ):
             raise LeaseLost(stream.name)
+        stream.leased_at = time.monotonic()  # advancing renews the lease
 
     async def _deliver(self, stream: _Stream, position: Position, batch: store.Batch) -> Position:
         consumer = stream.consumer
