@@ -18,6 +18,8 @@ Guarantees:
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -27,6 +29,8 @@ import asyncpg
 import orjson
 
 from domain.errors import FoyerError
+
+log = logging.getLogger("foyer.db")
 
 Isolation = Literal["read_committed", "repeatable_read", "serializable"]
 TransactionObserver = Callable[[str, float, bool], None]
@@ -94,8 +98,15 @@ class Database:
         )
         return cls(pool, observer=observer)
 
-    async def close(self) -> None:
-        await self.pool.close()
+    async def close(self, timeout: float = 10.0) -> None:
+        """Close the pool. asyncpg waits for every acquired connection to be released; one that a
+        leaked task still holds would make shutdown wait forever, so after `timeout` the rest are
+        terminated (logged)."""
+        try:
+            await asyncio.wait_for(self.pool.close(), timeout)
+        except TimeoutError:
+            log.warning("PostgreSQL pool: connections still in use after %.0f s at shutdown; terminating", timeout)
+            self.pool.terminate()
 
     @asynccontextmanager
     async def transaction(
@@ -114,6 +125,10 @@ class Database:
         finally:
             if self.observer is not None:
                 self.observer(name, time.perf_counter() - started, ok)
+
+    def dedicated(self, name: str) -> DedicatedTransactions:
+        """Named transactions that always run on one kept connection (see DedicatedTransactions)."""
+        return DedicatedTransactions(self, name)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -142,6 +157,43 @@ class Database:
 
     async def ping(self) -> None:
         await self.fetchval("SELECT 1")
+
+
+class DedicatedTransactions:
+    """Transactions of ONE sequential user (e.g. the hold batcher, one batch at a time) on one
+    pooled connection it keeps, so that the prepared statements of its hot path are planned once
+    instead of once per pooled connection. A broken connection is released and replaced by the
+    next transaction; `close()` gives it back to the pool. Not for concurrent use."""
+
+    def __init__(self, db: Database, name: str) -> None:
+        self.db = db
+        self.name = name
+        self._conn: asyncpg.Connection | None = None
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._conn is None or self._conn.is_closed():
+            await self.close()
+            self._conn = await self.db.pool.acquire()
+        started = time.perf_counter()
+        ok = False
+        try:
+            async with self._conn.transaction():
+                yield self._conn
+            ok = True
+        except asyncpg.PostgresError as exc:
+            raise translate_pg_error(exc, self.name) from exc
+        except (asyncpg.InterfaceError, OSError):
+            await self.close()
+            raise
+        finally:
+            if self.db.observer is not None:
+                self.db.observer(self.name, time.perf_counter() - started, ok)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await self.db.pool.release(conn)
 
 
 def translate_pg_error(exc: asyncpg.PostgresError, where: str) -> Exception:

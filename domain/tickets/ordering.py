@@ -56,6 +56,10 @@ class OrderService:
         self.batch_hooks: list[BatchHook] = []
         self.reacquire_hooks: list[ReacquireHook] = []
         self.batcher = HoldBatcher(self._commit, max_batch=batch_max, window_s=batch_window_s)
+        # The batcher commits one batch at a time, always on this connection: its prepared
+        # statements (the batch's large write statement among them) are planned once, not once
+        # per pooled connection during the first seconds of a drop.
+        self._batch_tx = db.dedicated("orders.hold_batch")
         self.sold_out_answers = 0
         self._sold_out_bodies: dict[uuid.UUID | None, bytes] = {}
 
@@ -177,7 +181,7 @@ class OrderService:
 
     async def _commit(self, batch: list[HoldRequest]) -> dict[uuid.UUID, HoldOutcome]:
         """One group-commit transaction, then the gate is settled for the whole batch."""
-        async with self.db.transaction("orders.hold_batch") as conn:
+        async with self._batch_tx.transaction() as conn:
             result = await order_store.place_batch(
                 conn, batch, signer_for=self.keys.signer_cached,
                 idempotency_ttl_seconds=idempotency.DEFAULT_TTL_SECONDS, hooks=self.batch_hooks)
@@ -185,6 +189,10 @@ class OrderService:
                                result.type_available, result.quota_available,
                                marker_value=lambda r: _marker("d", r.fingerprint))
         return result.outcomes
+
+    async def close(self) -> None:
+        """Give the batcher's connection back to the pool (after `batcher.stop()`)."""
+        await self._batch_tx.close()
 
     # --- reading, expiry ------------------------------------------------------------------------
     async def get(self, order_id: uuid.UUID) -> Order | None:

@@ -129,6 +129,7 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await order_service.batcher.stop()
+        await order_service.close()
         await gate.flags.stop()
         await provider.close()  # type: ignore[attr-defined]
 
