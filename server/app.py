@@ -26,12 +26,7 @@ from handlers import system
 from handlers.api import CORE, Router
 from server.components import Component, all_components
 from server.metrics import METRICS, Metrics
-from server.middlewares import (
-    error_middleware,
-    make_headers_and_cors,
-    make_request_context,
-    metrics_middleware,
-)
+from server.middlewares import make_front_door
 from server.openapi import build_openapi
 from server.realtime import attach, create_sio
 from storage.db import Database
@@ -74,10 +69,7 @@ def create_app(settings: Settings, *, run_migrations: bool = True) -> web.Applic
 
     app = web.Application(
         middlewares=[
-            make_request_context(settings.trusted_proxies),
-            make_headers_and_cors(settings.cors_origins),
-            metrics_middleware,
-            error_middleware,
+            make_front_door(settings.trusted_proxies, settings.cors_origins),
         ],
         client_max_size=settings.max_body_bytes,
     )
