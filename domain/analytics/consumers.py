@@ -124,6 +124,14 @@ async def apply_sales(conn: asyncpg.Connection, e: OutboxEvent, event_id: uuid.U
                                    revenue=int(d.get("amount_cents") or 0))
 
 
+def sales_noop(e: OutboxEvent) -> bool:
+    """A hold (`order.placed` still `held`, no referral code) changes no sales figure: it counts
+    once paid (`order.paid`). A drop writes thousands of them; skipping them here spares each a
+    transaction and a delivery record."""
+    return (e.type == "order.placed" and e.data.get("status") != "confirmed"
+            and e.data.get("referral_code") is None)
+
+
 SALES_TYPES = frozenset({"order.placed", "order.paid", "order.refunded", "order.cancelled", "ticket.issued",
                          "referral.converted"})
 
@@ -202,10 +210,13 @@ async def apply_reach(conn: asyncpg.Connection, e: OutboxEvent, event_id: uuid.U
 REACH_TYPES = frozenset({"referral.visited", "feedback.submitted"})
 
 
-def make_consumer(core: Core, name: str, types: frozenset[str], apply: Apply) -> Consumer:
+def make_consumer(core: Core, name: str, types: frozenset[str], apply: Apply,
+                  noop: Callable[[OutboxEvent], bool] | None = None) -> Consumer:
+    """`noop(event)`: events known to change nothing, skipped without a transaction (applying
+    them twice would change nothing either, so they need no exactly-once record)."""
     async def handle(event: OutboxEvent) -> None:
         event_id = event.event_id or _uuid(event.data.get("event_id"))
-        if event_id is None:
+        if event_id is None or (noop is not None and noop(event)):
             return
         async with core.db.transaction(name.replace(".", "_")) as conn:
             if await claim_once(conn, name, event.id):
@@ -216,7 +227,7 @@ def make_consumer(core: Core, name: str, types: frozenset[str], apply: Apply) ->
 
 def analytics_consumers(core: Core) -> list[Consumer]:
     return [
-        make_consumer(core, "analytics.sales", SALES_TYPES, apply_sales),
+        make_consumer(core, "analytics.sales", SALES_TYPES, apply_sales, noop=sales_noop),
         make_consumer(core, "analytics.door", DOOR_TYPES, apply_door),
         make_consumer(core, "analytics.live", LIVE_TYPES, apply_live),
         make_consumer(core, "analytics.reach", REACH_TYPES, apply_reach),
