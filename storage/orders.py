@@ -213,24 +213,12 @@ async def place_batch(
 
     # Idempotency records hold the 201 we are about to send; a key already present (a concurrent
     # duplicate that slipped past the gate, e.g. after a Redis flush) loses its seats here.
-    keyed = [r for r in granted if r.idempotency_key]
-    if keyed:
-        inserted = await conn.fetch(
-            """INSERT INTO idempotency_keys (scope, principal, key, fingerprint, state, status_code, response, expires_at)
-               SELECT $1, p, k, f, 'done', 201, b, now() + make_interval(secs => $6)
-                 FROM unnest($2::text[], $3::text[], $4::bytea[], $5::bytea[]) AS x(p, k, f, b)
-               ON CONFLICT DO NOTHING RETURNING principal, key""",
-            ORDERS_SCOPE, [str(r.user_id) for r in keyed], [r.idempotency_key for r in keyed],
-            [r.fingerprint for r in keyed], [r.response for r in keyed], float(idempotency_ttl_seconds))
-        won = {(x["principal"], x["key"]) for x in inserted}
-        dupes = {r.order_id for r in keyed if (str(r.user_id), r.idempotency_key) not in won}
-        for r in granted:
-            if r.order_id in dupes:
-                outcomes[r.order_id] = HoldOutcome(False, "duplicate")
-        granted = [r for r in granted if r.order_id not in dupes]
-        for r in keyed:
-            if r.order_id in dupes:  # give the seats back to this batch's view of availability
-                give_back(r)
+    dupes = await _store_responses(conn, granted, idempotency_ttl_seconds)
+    for r in granted:
+        if r.order_id in dupes:
+            outcomes[r.order_id] = HoldOutcome(False, "duplicate")
+            give_back(r)  # its seats go back to this batch's view of availability
+    granted = [r for r in granted if r.order_id not in dupes]
     result = BatchResult(outcomes, tavail, qavail)
     if not granted:
         return result
@@ -240,10 +228,7 @@ async def place_batch(
     facts: list[tuple[str, uuid.UUID, dict[str, Any]]] = []
     ticket_rows: list[tuple[Any, ...]] = []
     for r in granted:
-        facts.append(("order.placed", r.event_id, {
-            "order_id": str(r.order_id), "user_id": str(r.user_id), "status": "confirmed" if r.confirm else "held",
-            "total_cents": r.total_cents, "currency": r.currency, "items": _lines_json(r.lines),
-            "expires_at": r.expires_at.isoformat() if r.expires_at else None}))
+        facts.append(("order.placed", r.event_id, _placed_fact(r)))
         if r.confirm:
             signer = signer_for(r.event_id)
             if signer is None:
@@ -260,6 +245,97 @@ async def place_batch(
     for r in granted:
         outcomes[r.order_id] = HoldOutcome(True)
     return result
+
+
+class NeedsLockFirst(Exception):
+    """`place_batch_optimistic` cannot apply this batch as a whole: roll back, use `place_batch`."""
+
+
+def optimistic_fits(reqs: Sequence[HoldRequest]) -> bool:
+    """Holds of one ticket type of one event, no shared quota, nothing free (no tickets to issue)."""
+    first = reqs[0].lines[0]
+    return all(r.event_id == reqs[0].event_id and not r.confirm
+               and all(ln.ticket_type_id == first.ticket_type_id and ln.quota_id is None for ln in r.lines)
+               for r in reqs)
+
+
+async def _store_responses(conn: asyncpg.Connection, reqs: Sequence[HoldRequest],
+                           ttl_seconds: int) -> set[uuid.UUID]:
+    """Store the 201 of every keyed request (idempotency records); returns the order ids whose key
+    was already there (a concurrent duplicate that slipped past the gate: it must not hold)."""
+    keyed = [r for r in reqs if r.idempotency_key]
+    if not keyed:
+        return set()
+    inserted = await conn.fetch(
+        """INSERT INTO idempotency_keys (scope, principal, key, fingerprint, state, status_code, response, expires_at)
+           SELECT $1, p, k, f, 'done', 201, b, now() + make_interval(secs => $6)
+             FROM unnest($2::text[], $3::text[], $4::bytea[], $5::bytea[]) AS x(p, k, f, b)
+           ON CONFLICT DO NOTHING RETURNING principal, key""",
+        ORDERS_SCOPE, [str(r.user_id) for r in keyed], [r.idempotency_key for r in keyed],
+        [r.fingerprint for r in keyed], [r.response for r in keyed], float(ttl_seconds))
+    won = {(x["principal"], x["key"]) for x in inserted}
+    return {r.order_id for r in keyed if (str(r.user_id), r.idempotency_key) not in won}
+
+
+async def place_batch_optimistic(
+    conn: asyncpg.Connection, reqs: Sequence[HoldRequest], *, idempotency_ttl_seconds: int,
+    hooks: Sequence[BatchHook] = (),
+) -> BatchResult:
+    """The common batch of a drop (holds of ONE ticket type, no shared quota, nothing free) with
+    the type row locked only by the transaction's last statement, not its first.
+
+    Both nodes' batches serialize on that row until COMMIT has flushed WAL, so what runs while it
+    is held bounds the drop's throughput. Here: the idempotency records, then ONE statement that
+    writes orders, items and outbox facts and moves the counter with a conditional UPDATE (`held
+    + n` only if the type is still active, of this event, without a seat map and with `n` seats
+    left; the CHECK constraint stays the last word). If that UPDATE matched nothing (the gate let
+    more through than PostgreSQL has, the type changed), `NeedsLockFirst` is raised and the
+    caller rolls back and runs `place_batch`, which allocates seat by seat under the lock. Batch
+    hooks get `placed` only: `admit` matters for seat maps, which send a batch to `place_batch`."""
+    if not optimistic_fits(reqs):
+        raise NeedsLockFirst
+    type_id, event_id = reqs[0].lines[0].ticket_type_id, reqs[0].event_id
+    dupes = await _store_responses(conn, reqs, idempotency_ttl_seconds)
+    outcomes = {oid: HoldOutcome(False, "duplicate") for oid in dupes}
+    granted = [r for r in reqs if r.order_id not in dupes]
+    if not granted:
+        return BatchResult(outcomes, {}, {})
+    seats = sum(ln.quantity for r in granted for ln in r.lines)
+    facts = [("order.placed", r.event_id, _placed_fact(r)) for r in granted]
+    items = [(r.order_id, ln.ticket_type_id, ln.quantity, ln.unit_price_cents) for r in granted for ln in r.lines]
+    fact_types, fact_events, fact_data = (list(c) for c in zip(*facts, strict=True))
+    left = await conn.fetchval(
+        f"""WITH o AS (INSERT INTO orders (id, event_id, user_id, status, total_cents, currency, expires_at,
+                                           idempotency_key)
+                       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[],
+                                            $6::text[], $7::timestamptz[], $8::text[])),
+                 i AS (INSERT INTO order_items (order_id, ticket_type_id, quantity, unit_price_cents)
+                       SELECT * FROM unnest($9::uuid[], $10::uuid[], $11::int[], $12::bigint[])),
+                 f AS ({_OUTBOX_INSERT.format(t=13, e=14, d=15)}),
+                 t AS (UPDATE ticket_types c SET held = c.held + $17
+                        WHERE c.id = $18 AND c.event_id = $19 AND c.status = 'active' AND c.quota_id IS NULL
+                          AND c.capacity - c.sold - c.held >= $17
+                          AND NOT EXISTS (SELECT FROM seat_maps m WHERE m.ticket_type_id = c.id)
+                       RETURNING c.capacity - c.sold - c.held AS left)
+            SELECT t.left FROM t, LATERAL (SELECT pg_notify($16, '')) AS n""",
+        [r.order_id for r in granted], [r.event_id for r in granted], [r.user_id for r in granted],
+        ["held"] * len(granted), [r.total_cents for r in granted], [r.currency for r in granted],
+        [r.expires_at for r in granted], [r.idempotency_key for r in granted],
+        *[list(c) for c in zip(*items, strict=True)],
+        fact_types, fact_events, fact_data, NOTIFY_CHANNEL, seats, type_id, event_id)
+    if left is None:
+        raise NeedsLockFirst
+    for hook in hooks:
+        await hook.placed(conn, granted)
+    for r in granted:
+        outcomes[r.order_id] = HoldOutcome(True)
+    return BatchResult(outcomes, {type_id: left}, {})
+
+
+def _placed_fact(r: HoldRequest) -> dict[str, Any]:
+    return {"order_id": str(r.order_id), "user_id": str(r.user_id), "status": "confirmed" if r.confirm else "held",
+            "total_cents": r.total_cents, "currency": r.currency, "items": _lines_json(r.lines),
+            "expires_at": r.expires_at.isoformat() if r.expires_at else None}
 
 
 def issue_rows(signer: Signer, event_id: uuid.UUID, order_id: uuid.UUID, holder_id: uuid.UUID,

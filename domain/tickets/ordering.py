@@ -61,6 +61,7 @@ class OrderService:
         # per pooled connection during the first seconds of a drop.
         self._batch_tx = db.dedicated("orders.hold_batch")
         self.sold_out_answers = 0
+        self.optimistic_batches = 0  # batches committed by place_batch_optimistic
         self._sold_out_bodies: dict[uuid.UUID | None, bytes] = {}
 
     # --- placing -------------------------------------------------------------------------------
@@ -181,10 +182,18 @@ class OrderService:
 
     async def _commit(self, batch: list[HoldRequest]) -> dict[uuid.UUID, HoldOutcome]:
         """One group-commit transaction, then the gate is settled for the whole batch."""
-        async with self._batch_tx.transaction() as conn:
-            result = await order_store.place_batch(
-                conn, batch, signer_for=self.keys.signer_cached,
-                idempotency_ttl_seconds=idempotency.DEFAULT_TTL_SECONDS, hooks=self.batch_hooks)
+        try:  # the common drop batch, with the type row locked only at the end (storage/orders.py)
+            if not order_store.optimistic_fits(batch):
+                raise order_store.NeedsLockFirst
+            async with self._batch_tx.transaction() as conn:
+                result = await order_store.place_batch_optimistic(
+                    conn, batch, idempotency_ttl_seconds=idempotency.DEFAULT_TTL_SECONDS, hooks=self.batch_hooks)
+            self.optimistic_batches += 1
+        except order_store.NeedsLockFirst:  # rolled back: allocate under the lock
+            async with self._batch_tx.transaction() as conn:
+                result = await order_store.place_batch(
+                    conn, batch, signer_for=self.keys.signer_cached,
+                    idempotency_ttl_seconds=idempotency.DEFAULT_TTL_SECONDS, hooks=self.batch_hooks)
         await self.gate.settle([(r, result.outcomes[r.order_id]) for r in batch if r.order_id in result.outcomes],
                                result.type_available, result.quota_available,
                                marker_value=lambda r: _marker("d", r.fingerprint))

@@ -73,6 +73,9 @@ class _SaleCollector:
                                   value=self.orders.batcher.batches)
         yield CounterMetricFamily("foyer_tickets_hold_requests", "Holds submitted to the group-commit batcher",
                                   value=self.orders.batcher.requests)
+        yield CounterMetricFamily("foyer_tickets_optimistic_batches",
+                                  "Hold batches committed with the type row locked only at the end",
+                                  value=self.orders.optimistic_batches)
         gate = self.orders.gate
         yield CounterMetricFamily("foyer_tickets_gate_calls", "Gate script calls (each admits a tick's buyers)",
                                   value=gate.admit_calls)

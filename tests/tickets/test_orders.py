@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 
+from handlers.orders import TICKETS
 from tests.tickets.support import create_type, key, new_sale, order, types_by_id
 
 
@@ -125,3 +127,26 @@ async def test_many_buyers_one_node_exact_capacity(api, db):
     assert sold == 37
     row = await db.fetchrow("SELECT held, sold FROM ticket_types WHERE id = $1::uuid", t["id"])
     assert row["held"] == 37
+
+
+async def test_a_gate_that_lets_too_many_through_is_overruled_by_postgresql(api, server, db):
+    """The optimistic batch (type row locked only by its last statement) finds no seats left in
+    PostgreSQL, rolls back and the lock-first batch answers sold_out; nothing is written and the
+    gate is clamped to PostgreSQL's count."""
+    sale = await new_sale(api, db)
+    t = await create_type(api, sale, capacity=2, max_per_order=4)
+    buyer = await api.register()
+    assert (await order(api, sale, buyer, [{"ticket_type_id": t["id"], "quantity": 2}], key=key()))[0] == 201
+    tickets = server.app[TICKETS]
+    gate, type_key = tickets.gate, tickets.gate.type_key(uuid.UUID(t["id"]))
+    await gate.redis.set(type_key, 5)  # as after a lost compensation: the gate believes 5 are left
+    gate.flags.clear()
+    optimistic_before = tickets.orders.optimistic_batches
+    status, body = await order(api, sale, buyer, [{"ticket_type_id": t["id"], "quantity": 1}], key=key())
+    assert status == 409 and body["error"]["code"] == "sold_out", body
+    assert tickets.orders.optimistic_batches == optimistic_before  # it fell back
+    assert await db.fetchval("SELECT count(*) FROM orders WHERE event_id = $1::uuid", sale.event_id) == 1
+    assert await db.fetchval("SELECT sold + held FROM ticket_types WHERE id = $1::uuid", t["id"]) == 2
+    assert await db.fetchval("SELECT count(*) FROM outbox WHERE type = 'order.placed' AND event_id = $1::uuid",
+                             sale.event_id) == 1
+    assert int(await gate.redis.get(type_key)) == 0
