@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -43,6 +43,9 @@ class SessionRevocations:
         self.window = access_ttl_seconds + LEEWAY_SECONDS
         self.zset = keys("auth", "revoked_sessions")
         self._revoked: dict[uuid.UUID, float] = {}  # session id -> wall-clock time it can be forgotten
+        # Called with the sessions this node learns are revoked (its own revocations and the other
+        # nodes'), e.g. to close their live connections.
+        self.on_revoked: Callable[[list[uuid.UUID]], None] | None = None
         self.listener = ChannelListener(redis, keys("auth", "revocations"), name="session_revocations",
                                         on_message=self._on_message, on_subscribed=self._reload)
 
@@ -87,9 +90,12 @@ class SessionRevocations:
         except ValueError:
             log.warning("ignoring a malformed revocation message")
 
-    def _remember(self, ids: Iterable[uuid.UUID], until: float) -> None:
+    def _remember(self, ids: list[uuid.UUID], until: float) -> None:
+        fresh = [s for s in ids if s not in self._revoked]
         for s in ids:
             self._revoked[s] = max(until, self._revoked.get(s, 0.0))
+        if fresh and self.on_revoked is not None:
+            self.on_revoked(fresh)
         if len(self._revoked) > 100_000:  # bounded: drop what has expired
             now = time.time()
             self._revoked = {s: u for s, u in self._revoked.items() if u >= now}

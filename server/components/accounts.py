@@ -6,16 +6,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import web
 
 from domain.accounts import AccountService
 from domain.crypto import FieldCipher
+from domain.identity import Principal
 from domain.passwords import Passwords
 from domain.services import Core
 from handlers import auth, me
 from server.components import Component
+from server.realtime import NAMESPACE
 from storage import users
 from storage.revocations import SessionRevocations
 
@@ -73,6 +77,7 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
     await revocations.listener.wait_subscribed(5.0)  # else it catches up when Redis is back
     core.revocations = revocations
     core.tokens.is_revoked = revocations.is_revoked
+    revocations.on_revoked = app.get(SIGNED_OUT)  # close the live connections of those sessions
     try:
         yield
     finally:
@@ -86,4 +91,41 @@ async def lifespan(app: web.Application, core: Core) -> AsyncIterator[None]:
             pass
 
 
-COMPONENT = Component(name="accounts", routers=(auth.router, me.router), setup=setup, lifespan=lifespan)
+SIGNED_OUT: web.AppKey[Callable[[list[uuid.UUID]], None]] = web.AppKey("foyer.signed_out", object)  # type: ignore[arg-type]
+
+
+def socket_setup(sio: Any, core: Core, app: web.Application) -> None:
+    """Live connections of a signed-out session are closed (on every node: each learns the
+    revocation over Redis); their reconnect is refused like any request with that token."""
+    by_session: dict[uuid.UUID, set[str]] = {}
+    session_of: dict[str, uuid.UUID] = {}
+    closing: set[asyncio.Task] = set()
+
+    def connected(sid: str, principal: Principal) -> None:
+        if principal.session_id is not None:
+            by_session.setdefault(principal.session_id, set()).add(sid)
+            session_of[sid] = principal.session_id
+
+    def disconnected(sid: str) -> None:
+        session = session_of.pop(sid, None)
+        if session is not None:
+            sids = by_session.get(session)
+            if sids is not None:
+                sids.discard(sid)
+                if not sids:
+                    del by_session[session]
+
+    def signed_out(session_ids: list[uuid.UUID]) -> None:
+        for session in session_ids:
+            for sid in list(by_session.get(session, ())):
+                task = asyncio.ensure_future(sio.disconnect(sid, namespace=NAMESPACE))
+                closing.add(task)
+                task.add_done_callback(closing.discard)
+
+    sio.connect_hooks.append(connected)
+    sio.disconnect_hooks.append(disconnected)
+    app[SIGNED_OUT] = signed_out
+
+
+COMPONENT = Component(name="accounts", routers=(auth.router, me.router), setup=setup, lifespan=lifespan,
+                      socket_setup=socket_setup)

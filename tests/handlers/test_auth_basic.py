@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pyotp
+import pytest
+import socketio
+
+from tests.support.live import NAMESPACE, LiveClient
 
 
 async def test_register_login_me(api):
@@ -84,3 +91,23 @@ async def test_two_factor_login_and_replay(api):
     assert status == 200, body
     status, body = await api.login(user, totp_code=code)
     assert status == 401 and body["error"]["code"] == "invalid_totp"
+
+
+async def test_signing_out_closes_the_sessions_live_connections(api, server):
+    user = await api.register()
+    status, other = await api.login(user)  # a second session of the same account
+    url = str(server.make_url("/"))
+    mine, theirs = LiveClient(url, user.access_token), LiveClient(url, other["access_token"])
+    await mine.connect()
+    await theirs.connect()
+    assert (await api.post("/api/auth/logout", user=user, json={}))[0] == 204
+    deadline = time.monotonic() + 3
+    while NAMESPACE in mine.sio.namespaces:
+        assert time.monotonic() < deadline, "the signed-out session's live connection is still open"
+        await asyncio.sleep(0.02)
+    assert NAMESPACE in theirs.sio.namespaces  # the other session stays connected
+    again = LiveClient(url, user.access_token)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await again.connect()
+    assert again.connect_error["data"]["code"] == "invalid_token"
+    await theirs.disconnect()
