@@ -45,14 +45,13 @@ from domain.errors import FoyerError
 from domain.tickets.models import HoldOutcome, HoldRequest
 from storage.batcher import CommitBatch, HoldBatcher
 from storage.db import Database
+from storage.markers import LOOKUP_FAILED, MarkerLookups
 from storage.redis import Keyspace
 from storage.soldout import SoldOutFlags
 
 log = logging.getLogger("foyer.tickets.gate")
 
-_LOOKUP_FAILED = "\0lookup-failed"
 MARKER_TTL_MS = 86_400_000
-MARKER_LOOKUP_WINDOW_S = 0.003  # sold_out answers wait up to 3 ms to share one MGET
 PENDING_MARKER_TTL_MS = 60_000
 
 # Many admissions in one call (coalesced per event-loop tick), processed in order, atomically.
@@ -131,19 +130,15 @@ class Gate:
         self.flags = SoldOutFlags(redis, keys("tix", "gate", "changes"), sold_out_ttl_s)
         self._key_cache: dict[tuple[str, uuid.UUID], str] = {}
         self._marker_prefix = keys("tix", "idem", "")
-        self._marker_queue: list[tuple[str, asyncio.Future]] = []
-        self._marker_flush_scheduled = False
-        self._marker_timer: asyncio.TimerHandle | None = None
         self._admit_many = redis.register_script(_ADMIT_MANY)
         self._queued: list[tuple[list, asyncio.Future]] = []
         self._flush_scheduled = False
         self._flushes: set[asyncio.Task] = set()
         self.admit_calls = 0
-        self.marker_batches = 0  # MGETs of Idempotency-Key markers (sold_out answers with a key)
-        self.marker_lookups = 0
         self._settle = redis.register_script(_SETTLE)
         self._rebuilding: dict[uuid.UUID, asyncio.Future] = {}
         self._last_warning = 0.0
+        self.markers = MarkerLookups(redis, warn=self._warn)  # (sold_out answers with a key)
 
     # --- key names ---------------------------------------------------------------------------
     def _cached_key(self, kind: str, ident: uuid.UUID) -> str:
@@ -189,10 +184,10 @@ class Gate:
         flagged = self.flags.sold_out_index(units)
         if flagged < 0:
             return None
-        seen = await self._marker_lookup(marker_key) if marker_key else None
+        seen = await self.markers.lookup(marker_key) if marker_key else None
         if seen is None:
             return Admission("sold_out", event_id, "", units, failed_index=flagged)
-        if seen != _LOOKUP_FAILED:
+        if seen != LOOKUP_FAILED:
             return Admission("seen", event_id, "", units, marker_key, seen=seen)
         return None
 
@@ -429,50 +424,6 @@ class Gate:
         for (_, fut), reply in zip(batch, replies, strict=True):
             if not fut.done():
                 fut.set_result(reply)
-
-    # --- Idempotency-Key markers of buyers answered from the sold-out flags ---------------------
-    def _marker_lookup(self, key: str) -> asyncio.Future:
-        """The marker's value, None if absent, `_LOOKUP_FAILED` if Redis failed. Lookups wait up
-        to MARKER_LOOKUP_WINDOW_S and share one MGET: on a loaded node each Redis round trip costs
-        tens of microseconds of kernel and client time, more than the rest of a sold_out answer."""
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._marker_queue.append((key, fut))
-        if len(self._marker_queue) >= 256:
-            self._start_marker_flush()
-        elif not self._marker_flush_scheduled:
-            self._marker_flush_scheduled = True
-            self._marker_timer = loop.call_later(MARKER_LOOKUP_WINDOW_S, self._start_marker_flush)
-        return fut
-
-    def _start_marker_flush(self) -> None:
-        if self._marker_flush_scheduled:
-            self._marker_flush_scheduled = False
-            if self._marker_timer is not None:
-                self._marker_timer.cancel()
-        queued, self._marker_queue = self._marker_queue, []
-        if not queued:
-            return
-        self.marker_batches += 1
-        self.marker_lookups += len(queued)
-        task = asyncio.get_running_loop().create_task(self._flush_markers(queued))
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-
-    async def _flush_markers(self, batch: list[tuple[str, asyncio.Future]]) -> None:
-        try:
-            values = await self.redis.mget([k for k, _ in batch])
-        except asyncio.CancelledError:
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_result(_LOOKUP_FAILED)
-            raise
-        except Exception as exc:  # Redis down: the callers go the long way (and bypass)
-            self._warn("idempotency marker lookup failed: %r", exc)
-            values = [_LOOKUP_FAILED] * len(batch)
-        for (_, fut), value in zip(batch, values, strict=True):
-            if not fut.done():
-                fut.set_result(None if value is None else _text(value))
 
     # --- helpers -----------------------------------------------------------------------------
     def _publish(self, pipe: aioredis.client.Pipeline, message: str | None) -> None:

@@ -80,9 +80,9 @@ class _SaleCollector:
         yield CounterMetricFamily("foyer_tickets_gate_calls", "Gate script calls (each admits a tick's buyers)",
                                   value=gate.admit_calls)
         yield CounterMetricFamily("foyer_tickets_marker_batches", "Batched lookups of Idempotency-Key markers",
-                                  value=gate.marker_batches)
+                                  value=gate.markers.batches)
         yield CounterMetricFamily("foyer_tickets_marker_lookups", "Idempotency-Key markers looked up",
-                                  value=gate.marker_lookups)
+                                  value=gate.markers.lookups)
 
 
 def setup(app: web.Application, core: Core) -> None:
