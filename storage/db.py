@@ -113,12 +113,22 @@ class Database:
         self, name: str, *, isolation: Isolation = "read_committed", readonly: bool = False
     ) -> AsyncIterator[asyncpg.Connection]:
         """Run a block as one named transaction; yields the connection to use inside it."""
+        try:
+            async with self.pool.acquire() as conn, self.named(name, conn, isolation=isolation, readonly=readonly):
+                yield conn
+        except asyncpg.PostgresError as exc:  # from acquiring (e.g. too many connections)
+            raise translate_pg_error(exc, name) from exc
+
+    @asynccontextmanager
+    async def named(self, name: str, conn: asyncpg.Connection, *, isolation: Isolation = "read_committed",
+                    readonly: bool = False) -> AsyncIterator[None]:
+        """A transaction on `conn`, timed for the observer under `name`; PostgreSQL's "try again"
+        errors become `busy`."""
         started = time.perf_counter()
         ok = False
         try:
-            async with self.pool.acquire() as conn:
-                async with conn.transaction(isolation=isolation, readonly=readonly):
-                    yield conn
+            async with conn.transaction(isolation=isolation, readonly=readonly):
+                yield
             ok = True
         except asyncpg.PostgresError as exc:
             raise translate_pg_error(exc, name) from exc
@@ -175,20 +185,13 @@ class DedicatedTransactions:
         if self._conn is None or self._conn.is_closed():
             await self.close()
             self._conn = await self.db.pool.acquire()
-        started = time.perf_counter()
-        ok = False
+        conn = self._conn
         try:
-            async with self._conn.transaction():
-                yield self._conn
-            ok = True
-        except asyncpg.PostgresError as exc:
-            raise translate_pg_error(exc, self.name) from exc
+            async with self.db.named(self.name, conn):
+                yield conn
         except (asyncpg.InterfaceError, OSError):
             await self.close()
             raise
-        finally:
-            if self.db.observer is not None:
-                self.db.observer(self.name, time.perf_counter() - started, ok)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None

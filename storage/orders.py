@@ -114,6 +114,30 @@ def _deltas_columns(deltas: dict[uuid.UUID, tuple[int, int]]) -> tuple[list, lis
     return ([k for k, _, _ in items], [dh for _, dh, _ in items], [ds for _, _, ds in items])
 
 
+def _order_writes(granted: Sequence[HoldRequest], facts: Sequence[tuple[str, uuid.UUID, dict[str, Any]]],
+                  first: int) -> tuple[str, list[Any]]:
+    """The CTEs `o` (orders), `i` (items) and `f` (outbox facts) of a batch's write statement,
+    their parameters numbered from `$first`, and those 15 parameters."""
+    n = first
+    sql = f"""o AS (INSERT INTO orders (id, event_id, user_id, status, total_cents, currency, expires_at,
+                                           idempotency_key)
+                       SELECT * FROM unnest(${n}::uuid[], ${n + 1}::uuid[], ${n + 2}::uuid[], ${n + 3}::text[],
+                                            ${n + 4}::bigint[], ${n + 5}::text[], ${n + 6}::timestamptz[],
+                                            ${n + 7}::text[])),
+                 i AS (INSERT INTO order_items (order_id, ticket_type_id, quantity, unit_price_cents)
+                       SELECT * FROM unnest(${n + 8}::uuid[], ${n + 9}::uuid[], ${n + 10}::int[], ${n + 11}::bigint[])),
+                 f AS ({_OUTBOX_INSERT.format(t=n + 12, e=n + 13, d=n + 14)})"""
+    items = [(r.order_id, ln.ticket_type_id, ln.quantity, ln.unit_price_cents) for r in granted for ln in r.lines]
+    args: list[Any] = [
+        [r.order_id for r in granted], [r.event_id for r in granted], [r.user_id for r in granted],
+        ["confirmed" if r.confirm else "held" for r in granted], [r.total_cents for r in granted],
+        [r.currency for r in granted], [r.expires_at for r in granted], [r.idempotency_key for r in granted],
+        *[list(c) for c in zip(*items, strict=True)],
+        *[list(c) for c in zip(*facts, strict=True)],
+    ]
+    return sql, args
+
+
 async def _write_holds(conn: asyncpg.Connection, granted: Sequence[HoldRequest],
                        type_deltas: dict[uuid.UUID, tuple[int, int]], quota_deltas: dict[uuid.UUID, tuple[int, int]],
                        facts: Sequence[tuple[str, uuid.UUID, dict[str, Any]]]) -> None:
@@ -122,27 +146,15 @@ async def _write_holds(conn: asyncpg.Connection, granted: Sequence[HoldRequest],
     outbox facts and the relay's NOTIFY. Data-modifying CTEs all run to completion; the CHECK
     constraints on the counters and the items' foreign key to orders are checked at the end of
     the statement, so a violation fails the whole batch (nothing half-written)."""
-    items = [(r.order_id, ln.ticket_type_id, ln.quantity, ln.unit_price_cents) for r in granted for ln in r.lines]
-    fact_types, fact_events, fact_data = (list(c) for c in zip(*facts, strict=True))
+    writes, args = _order_writes(granted, facts, first=7)
     await conn.execute(
         f"""WITH t AS (UPDATE ticket_types c SET held = c.held + v.dh, sold = c.sold + v.ds
                          FROM unnest($1::uuid[], $2::int[], $3::int[]) AS v(id, dh, ds) WHERE c.id = v.id),
                  q AS (UPDATE ticket_quotas c SET held = c.held + v.dh, sold = c.sold + v.ds
                          FROM unnest($4::uuid[], $5::int[], $6::int[]) AS v(id, dh, ds) WHERE c.id = v.id),
-                 o AS (INSERT INTO orders (id, event_id, user_id, status, total_cents, currency, expires_at,
-                                           idempotency_key)
-                       SELECT * FROM unnest($7::uuid[], $8::uuid[], $9::uuid[], $10::text[], $11::bigint[],
-                                            $12::text[], $13::timestamptz[], $14::text[])),
-                 i AS (INSERT INTO order_items (order_id, ticket_type_id, quantity, unit_price_cents)
-                       SELECT * FROM unnest($15::uuid[], $16::uuid[], $17::int[], $18::bigint[])),
-                 f AS ({_OUTBOX_INSERT.format(t=19, e=20, d=21)})
+                 {writes}
             SELECT pg_notify($22, '')""",
-        *_deltas_columns(type_deltas), *_deltas_columns(quota_deltas),
-        [r.order_id for r in granted], [r.event_id for r in granted], [r.user_id for r in granted],
-        ["confirmed" if r.confirm else "held" for r in granted], [r.total_cents for r in granted],
-        [r.currency for r in granted], [r.expires_at for r in granted], [r.idempotency_key for r in granted],
-        *[list(c) for c in zip(*items, strict=True)],
-        fact_types, fact_events, fact_data, NOTIFY_CHANNEL)
+        *_deltas_columns(type_deltas), *_deltas_columns(quota_deltas), *args, NOTIFY_CHANNEL)
 
 
 def _sum_deltas(pairs: Iterable[tuple[uuid.UUID | None, int, int]]) -> dict[uuid.UUID, tuple[int, int]]:
@@ -301,28 +313,17 @@ async def place_batch_optimistic(
     if not granted:
         return BatchResult(outcomes, {}, {})
     seats = sum(ln.quantity for r in granted for ln in r.lines)
-    facts = [("order.placed", r.event_id, _placed_fact(r)) for r in granted]
-    items = [(r.order_id, ln.ticket_type_id, ln.quantity, ln.unit_price_cents) for r in granted for ln in r.lines]
-    fact_types, fact_events, fact_data = (list(c) for c in zip(*facts, strict=True))
+    writes, args = _order_writes(granted, [("order.placed", r.event_id, _placed_fact(r)) for r in granted],
+                                 first=1)
     left = await conn.fetchval(
-        f"""WITH o AS (INSERT INTO orders (id, event_id, user_id, status, total_cents, currency, expires_at,
-                                           idempotency_key)
-                       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bigint[],
-                                            $6::text[], $7::timestamptz[], $8::text[])),
-                 i AS (INSERT INTO order_items (order_id, ticket_type_id, quantity, unit_price_cents)
-                       SELECT * FROM unnest($9::uuid[], $10::uuid[], $11::int[], $12::bigint[])),
-                 f AS ({_OUTBOX_INSERT.format(t=13, e=14, d=15)}),
+        f"""WITH {writes},
                  t AS (UPDATE ticket_types c SET held = c.held + $17
                         WHERE c.id = $18 AND c.event_id = $19 AND c.status = 'active' AND c.quota_id IS NULL
                           AND c.capacity - c.sold - c.held >= $17
                           AND NOT EXISTS (SELECT FROM seat_maps m WHERE m.ticket_type_id = c.id)
                        RETURNING c.capacity - c.sold - c.held AS left)
             SELECT t.left FROM t, LATERAL (SELECT pg_notify($16, '')) AS n""",
-        [r.order_id for r in granted], [r.event_id for r in granted], [r.user_id for r in granted],
-        ["held"] * len(granted), [r.total_cents for r in granted], [r.currency for r in granted],
-        [r.expires_at for r in granted], [r.idempotency_key for r in granted],
-        *[list(c) for c in zip(*items, strict=True)],
-        fact_types, fact_events, fact_data, NOTIFY_CHANNEL, seats, type_id, event_id)
+        *args, NOTIFY_CHANNEL, seats, type_id, event_id)
     if left is None:
         raise NeedsLockFirst
     for hook in hooks:
