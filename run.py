@@ -117,12 +117,11 @@ def prepare(settings: Settings, *, valkey: bool = True) -> tuple[Settings, Calla
     return with_generated_secrets(settings, allow_generate=allow_generate), stop
 
 
-def _install_uvloop() -> None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - non-Linux platforms
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+def _new_loop(settings: Settings) -> asyncio.AbstractEventLoop:
+    """The serving loop the settings ask for (server/eventloop.py explains the choice)."""
+    from server.eventloop import new_loop
+
+    return new_loop(settings.event_loop, settings.loop_max_events)
 
 
 def cmd_serve(settings: Settings, embedded: bool) -> int:
@@ -130,7 +129,7 @@ def cmd_serve(settings: Settings, embedded: bool) -> int:
 
     from server.app import create_app
 
-    _install_uvloop()
+    loop = _new_loop(settings)
     ssl_context = None
     if settings.tls_cert and settings.tls_key:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -138,7 +137,9 @@ def cmd_serve(settings: Settings, embedded: bool) -> int:
     app = create_app(settings)
     scheme = "https" if ssl_context else "http"
     url = f"{scheme}://{settings.host}:{settings.port}"
-    print(f"Foyer node serving on {url}", flush=True)
+    from server.eventloop import describe
+
+    print(f"Foyer node serving on {url} (event loop: {describe(loop)})", flush=True)
     print(f"  API docs  {url}/api/openapi.json    health {url}/healthz    metrics {url}/metrics", flush=True)
     print(f"  Socket.IO {url}/socket.io/ (namespace /live)", flush=True)
     if embedded:
@@ -154,6 +155,7 @@ def cmd_serve(settings: Settings, embedded: bool) -> int:
         access_log=None,
         print=None,
         handle_signals=True,
+        loop=loop,
     )
     return 0
 
@@ -204,8 +206,10 @@ def cmd_demo(settings: Settings, password: str | None) -> int:
 def cmd_worker(settings: Settings) -> int:
     from server.worker import run_worker
 
-    _install_uvloop()
-    return asyncio.run(run_worker(settings))
+    from server.eventloop import loop_factory
+
+    with asyncio.Runner(loop_factory=loop_factory(settings.event_loop, settings.loop_max_events)) as runner:
+        return runner.run(run_worker(settings))
 
 
 def _interrupt(signum: int, frame: Any) -> None:

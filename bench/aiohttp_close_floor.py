@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """The floor under Foyer's mass-disconnect figure: a bare aiohttp + uvloop WebSocket server.
 
-    .venv/bin/python bench/aiohttp_close_floor.py [--clients 10000] [--workers 4]
+    .venv/bin/python bench/aiohttp_close_floor.py [--clients 10000] [--workers 4] [--loop uvloop|fair|both]
 
 A server with nothing but a WebSocket route (a receive loop per connection, as aiohttp's
 documentation shows) and a 20 ms event-loop probe; `--clients` raw WebSocket clients in
 `--workers` processes connect, idle, then all send a close frame and close at once. Prints the
 largest loop stall (and the server thread's CPU time within it) before and during the close.
 Foyer's `bench/idle_bench.py` measures the same stall on a real node; this shows how much of it
-aiohttp and uvloop cost on their own. Loopback only, bounded, no services needed.
+aiohttp and uvloop cost on their own, and what Foyer's `fair` loop (server/eventloop.py: at most
+128 ready sockets per pass) does to the same server. Loopback only, bounded, no services needed.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ import time
 import urllib.request
 
 
-def serve(port: int) -> None:
-    import uvloop
+def serve(port: int, loop_kind: str) -> None:
     from aiohttp import web
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from server.eventloop import new_loop
 
     worst = {"lag": 0.0, "cpu": 0.0}
 
@@ -65,8 +68,8 @@ def serve(port: int) -> None:
     app.router.add_get("/ws", ws_handler)
     app.router.add_get("/lag", lag)
     app.cleanup_ctx.append(probe)
-    uvloop.install()
-    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, backlog=4096)
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None, backlog=4096,
+                loop=new_loop(loop_kind))
 
 
 async def clients(port: int, n: int) -> None:
@@ -99,8 +102,8 @@ def free_port() -> int:
 
 
 def main() -> int:
-    if len(sys.argv) == 3 and sys.argv[1] == "_serve":
-        serve(int(sys.argv[2]))
+    if len(sys.argv) == 4 and sys.argv[1] == "_serve":
+        serve(int(sys.argv[2]), sys.argv[3])
         return 0
     if len(sys.argv) == 4 and sys.argv[1] == "_clients":
         import uvloop
@@ -110,9 +113,16 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--clients", type=int, default=10_000)
     p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--loop", choices=("uvloop", "fair", "both"), default="both")
     args = p.parse_args()
+    for kind in ("uvloop", "fair") if args.loop == "both" else (args.loop,):
+        run_one(args, kind)
+    return 0
+
+
+def run_one(args: argparse.Namespace, loop_kind: str) -> None:
     port = free_port()
-    server = subprocess.Popen([sys.executable, __file__, "_serve", str(port)])
+    server = subprocess.Popen([sys.executable, __file__, "_serve", str(port), loop_kind])
     workers: list[subprocess.Popen] = []
     try:
         deadline = time.monotonic() + 30
@@ -141,11 +151,10 @@ def main() -> int:
         closing = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/lag"))
         from importlib.metadata import version
 
-        print(f"bare aiohttp {version('aiohttp')} + uvloop {version('uvloop')}, "
-              f"{per * args.workers} WebSockets on one process")
+        loop_name = f"uvloop {version('uvloop')}" if loop_kind == "uvloop" else "the fair loop (128 per pass)"
+        print(f"bare aiohttp {version('aiohttp')} + {loop_name}, {per * args.workers} WebSockets on one process")
         print(f"  connect + idle: max loop stall {idle['max_lag_ms']} ms (own CPU {idle['cpu_ms']} ms)")
         print(f"  mass close:     max loop stall {closing['max_lag_ms']} ms (own CPU {closing['cpu_ms']} ms)")
-        return 0
     finally:
         for w in workers:
             w.kill()

@@ -450,6 +450,7 @@ async def run(args: argparse.Namespace) -> int:
         env.update(FOYER_DATABASE_URL=dsn, FOYER_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
                    FOYER_JWT_SECRET=JWT_SECRET, FOYER_ENCRYPTION_KEYS=Fernet.generate_key().decode(),
                    FOYER_DATA_DIR=str(workdir), FOYER_LOG_LEVEL="WARNING", FOYER_DB_POOL_MAX="20")
+        env.update(kv.split("=", 1) for kv in args.node_env)
         ports = [free_port(), free_port()]
         # Migrate once, then two nodes.
         subprocess.run([sys.executable, "run.py", "migrate"], cwd=str(ROOT), env=env, check=True,
@@ -574,6 +575,8 @@ def main() -> int:
     p.add_argument("--max-seconds", type=float, default=60, help="bound on each sale")
     p.add_argument("--rate-seconds", type=float, default=3, help="length of the sold_out and /healthz rate runs")
     p.add_argument("--restart-redis", action="store_true", help="kill and restart Redis (empty) mid-sale")
+    p.add_argument("--node-env", action="append", default=[], metavar="FOYER_X=value",
+                   help="extra setting for the Foyer nodes (repeatable), e.g. FOYER_EVENT_LOOP=uvloop")
     args = p.parse_args()
     try:
         import uvloop

@@ -70,6 +70,13 @@ class Settings:
     shutdown_grace_seconds: float = setting(
         10.0, help="How long a stopping node lets in-flight requests finish before closing."
     )
+    event_loop: str = setting(
+        "fair", help="Event loop of `serve` and `worker`: `fair` (standard loop, at most loop_max_events ready "
+        "sockets per pass, so a mass disconnect never stalls it) or `uvloop` (all ready sockets per pass)."
+    )
+    loop_max_events: int = setting(
+        128, help="With event_loop=fair: ready sockets handled per pass of the loop (bounds its longest stall)."
+    )
 
     # --- backing services ----------------------------------------------------------------------
     database_url: str | None = setting(
@@ -279,6 +286,10 @@ def validate(s: Settings) -> None:
         raise SettingsError(f"FOYER_PORT: must be between 1 and 65535, got {s.port}")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise SettingsError(f"FOYER_LOG_LEVEL: unknown level {s.log_level!r}")
+    if s.event_loop not in ("fair", "uvloop"):
+        raise SettingsError(f"FOYER_EVENT_LOOP: expected fair or uvloop, got {s.event_loop!r}")
+    if not 1 <= s.loop_max_events <= 65536:
+        raise SettingsError(f"FOYER_LOOP_MAX_EVENTS: must be between 1 and 65536, got {s.loop_max_events}")
     if bool(s.tls_cert) != bool(s.tls_key):
         raise SettingsError("FOYER_TLS_CERT/FOYER_TLS_KEY: give both or neither")
     for path_name in ("tls_cert", "tls_key"):

@@ -32,6 +32,8 @@ def test_env_values_are_typed():
         ({"FOYER_TRUSTED_PROXIES": "not-an-ip"}, "FOYER_TRUSTED_PROXIES"),
         ({"FOYER_JWT_SECRET": "short"}, "FOYER_JWT_SECRET: must be at least 32 bytes"),
         ({"FOYER_DATABASE_URL": "mysql://x"}, "FOYER_DATABASE_URL"),
+        ({"FOYER_EVENT_LOOP": "tokio"}, "FOYER_EVENT_LOOP: expected fair or uvloop"),
+        ({"FOYER_LOOP_MAX_EVENTS": "0"}, "FOYER_LOOP_MAX_EVENTS: must be between"),
     ],
 )
 def test_bad_values_name_the_setting(env, message):
