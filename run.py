@@ -204,9 +204,8 @@ def cmd_demo(settings: Settings, password: str | None) -> int:
 
 
 def cmd_worker(settings: Settings) -> int:
-    from server.worker import run_worker
-
     from server.eventloop import loop_factory
+    from server.worker import run_worker
 
     with asyncio.Runner(loop_factory=loop_factory(settings.event_loop, settings.loop_max_events)) as runner:
         return runner.run(run_worker(settings))

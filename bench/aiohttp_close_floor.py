@@ -9,7 +9,7 @@ documentation shows) and a 20 ms event-loop probe; `--clients` raw WebSocket cli
 largest loop stall (and the server thread's CPU time within it) before and during the close.
 Foyer's `bench/idle_bench.py` measures the same stall on a real node; this shows how much of it
 aiohttp and uvloop cost on their own, and what Foyer's `fair` loop (server/eventloop.py: at most
-128 ready sockets per pass) does to the same server. Loopback only, bounded, no services needed.
+64 ready sockets per pass) does to the same server. Loopback only, bounded, no services needed.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def run_one(args: argparse.Namespace, loop_kind: str) -> None:
         closing = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/lag"))
         from importlib.metadata import version
 
-        loop_name = f"uvloop {version('uvloop')}" if loop_kind == "uvloop" else "the fair loop (128 per pass)"
+        loop_name = f"uvloop {version('uvloop')}" if loop_kind == "uvloop" else "the fair loop (64 per pass)"
         print(f"bare aiohttp {version('aiohttp')} + {loop_name}, {per * args.workers} WebSockets on one process")
         print(f"  connect + idle: max loop stall {idle['max_lag_ms']} ms (own CPU {idle['cpu_ms']} ms)")
         print(f"  mass close:     max loop stall {closing['max_lag_ms']} ms (own CPU {closing['cpu_ms']} ms)")

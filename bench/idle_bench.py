@@ -202,6 +202,7 @@ async def run(kind: str, svc: Services, args: argparse.Namespace, tokens: list[s
 
 async def main_async(args: argparse.Namespace) -> int:
     svc = Services()
+    svc.extra_env = dict(kv.split("=", 1) for kv in args.node_env)
     print(f"idle bench: {args.clients} idle WebSocket clients on one node, then a mass disconnect "
           f"({args.workers} client processes; {os.cpu_count()} cores shared)", flush=True)
     event_id, user_ids = await svc.setup(args.clients)
@@ -267,6 +268,8 @@ def main() -> int:
     p.add_argument("--after", type=float, default=3.0, help="seconds to keep probing after the disconnect")
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument("--json")
+    p.add_argument("--node-env", action="append", default=[], metavar="FOYER_X=value",
+                   help="extra setting for the Foyer node (repeatable), e.g. FOYER_EVENT_LOOP=uvloop")
     return asyncio.run(main_async(p.parse_args()))
 
 

@@ -453,7 +453,7 @@ async def run(args: argparse.Namespace) -> int:
         env.update(kv.split("=", 1) for kv in args.node_env)
         ports = [free_port(), free_port()]
         # Migrate once, then two nodes.
-        subprocess.run([sys.executable, "run.py", "migrate"], cwd=str(ROOT), env=env, check=True,
+        subprocess.run([sys.executable, "run.py", "migrate"], cwd=str(ROOT), env=env, check=True,  # noqa: ASYNC221
                        stdout=subprocess.DEVNULL)
         for i, port in enumerate(ports):
             procs.start(f"node{i}", [sys.executable, "run.py", "serve"], env={**env, "FOYER_PORT": str(port),

@@ -75,7 +75,7 @@ class Settings:
         "sockets per pass, so a mass disconnect never stalls it) or `uvloop` (all ready sockets per pass)."
     )
     loop_max_events: int = setting(
-        128, help="With event_loop=fair: ready sockets handled per pass of the loop (bounds its longest stall)."
+        64, help="With event_loop=fair: ready sockets handled per pass of the loop (bounds its longest stall)."
     )
 
     # --- backing services ----------------------------------------------------------------------

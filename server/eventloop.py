@@ -7,16 +7,19 @@ handles all 10,000 closes, and nothing else (timers, other sockets, `/healthz`) 
 half a second — on a bare aiohttp server as much as on Foyer (`bench/aiohttp_close_floor.py`).
 
 `fair` is the standard library's selector loop over an epoll selector that takes at most
-`max_events` ready sockets per pass (`FOYER_LOOP_MAX_EVENTS`, default 128). epoll is
+`max_events` ready sockets per pass (`FOYER_LOOP_MAX_EVENTS`, default 64). epoll is
 level-triggered here, so a socket not taken in this pass is reported again in the next one, and
 the kernel hands ready sockets out round-robin, so none starves. Timers and callbacks scheduled
-in between run after every pass: the loop is never blocked for longer than the work of
-`max_events` sockets (about 5–40 ms), whatever the number of sockets that become ready at once.
+in between run after every pass: socket readiness never makes a pass longer than the work of
+`max_events` sockets (about 5–25 ms), whatever the number of sockets that become ready at once.
+Work the application schedules itself is not bounded by this: thousands of timers due at the
+same instant still run in one pass (so per-connection timers are spread out: server/pings.py).
 
 Guarantees (fair): the same asyncio semantics as the standard loop (it *is* the standard loop);
-ordering of bytes within one socket is untouched; fairness across sockets is bounded by
-`max_events`. The cost is a few microseconds more per socket operation than uvloop; the
-benchmarks in docs/operations.md give both figures.
+ordering of bytes within one socket is untouched; sockets are served in the order they became
+ready, so during a storm a newly ready socket (a health check, a reconnect) waits its turn
+behind the backlog instead of behind one long frozen pass. The cost is a few microseconds more
+per socket operation than uvloop; the benchmarks in docs/operations.md give both figures.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 LOOP_KINDS = ("fair", "uvloop")
-DEFAULT_MAX_EVENTS = 128
+DEFAULT_MAX_EVENTS = 64
 
 
 class FairEpollSelector(selectors.EpollSelector):
@@ -89,10 +92,14 @@ def new_loop(kind: str, max_events: int = DEFAULT_MAX_EVENTS) -> asyncio.Abstrac
     return loop
 
 
+def is_fair(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether `loop` bounds the ready sockets it handles per pass (the `fair` loop)."""
+    return isinstance(getattr(loop, "_selector", None), FairEpollSelector)
+
+
 def describe(loop: Any) -> str:
-    """"fair(128)", "uvloop" or the loop's class name, for the start-up banner and metrics."""
-    selector = getattr(loop, "_selector", None)
-    if isinstance(selector, FairEpollSelector):
-        return f"fair({selector.max_events})"
+    """"fair(64)", "uvloop" or the loop's class name, for the start-up banner and metrics."""
+    if is_fair(loop):
+        return f"fair({loop._selector.max_events})"
     module = type(loop).__module__
     return "uvloop" if module.startswith("uvloop") else type(loop).__name__

@@ -41,6 +41,8 @@ from domain.errors import FoyerError
 from domain.identity import Principal
 from domain.services import Core
 from server import jsonwire
+from server.eventloop import is_fair
+from server.pings import FoyerEngine, cancel_ping
 
 log = logging.getLogger("foyer.realtime")
 
@@ -137,25 +139,32 @@ class QueueWriter:
 
 
 class CloseGate:
-    """Spreads connection teardown over loop iterations.
+    """Spreads connection teardown over loop iterations on a loop that does not do it itself.
 
-    When thousands of clients disconnect at once, their read loops all wake in the same loop
-    iteration; running every teardown (engine.io/Socket.IO disconnect handlers, room cleanup,
-    the HTTP response's end) there would stall the loop for the whole batch. Each teardown first
-    takes one of `burst` slots and yields once, so at most `burst` teardowns run per iteration
-    and timers, pings and other clients' messages are served in between.
+    On uvloop, when thousands of clients disconnect at once, their read loops all wake in the
+    same loop iteration; running every teardown (engine.io/Socket.IO disconnect handlers, room
+    cleanup, the HTTP response's end) there would stall the loop for the whole batch. There each
+    teardown first takes one of `burst` slots and yields once, so at most `burst` teardowns run
+    per iteration and timers, pings and other clients' messages are served in between.
+
+    The fair loop (server/eventloop.py) already wakes at most its `max_events` sockets per pass,
+    so `slot()` returns None there: teardown keeps pace with the closes being read, instead of
+    thousands of woken connections waiting for a slot (and filling the garbage collector's young
+    generation while they wait).
     """
 
     def __init__(self, burst: int = 32) -> None:
         self.burst = burst
-        self._sems: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self._sems: dict[asyncio.AbstractEventLoop, asyncio.Semaphore | None] = {}
 
-    def slot(self) -> asyncio.Semaphore:
+    def slot(self) -> asyncio.Semaphore | None:
         loop = asyncio.get_running_loop()
-        sem = self._sems.get(loop)
-        if sem is None:
-            self._sems = {loop: (sem := asyncio.Semaphore(self.burst))}  # one loop per process in practice
-        return sem
+        try:
+            return self._sems[loop]
+        except KeyError:
+            sem = None if is_fair(loop) else asyncio.Semaphore(self.burst)
+            self._sems = {loop: sem}  # one loop per process in practice
+            return sem
 
 
 CLOSE_GATE = CloseGate()
@@ -230,13 +239,38 @@ async def _serve_direct(sock: Any, ws: web.WebSocketResponse, request: web.Reque
                 break
     finally:
         writer.dead = True
-        async with CLOSE_GATE.slot():
-            await asyncio.sleep(0)
-            try:
-                await sock.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
-            finally:
-                if not ws.closed:
-                    await ws.close(drain=False)
+        gate = CLOSE_GATE.slot()
+        if gate is None:
+            await _teardown(sock, ws, server)
+        else:
+            async with gate:
+                await asyncio.sleep(0)
+                await _teardown(sock, ws, server)
+
+
+async def _teardown(sock: Any, ws: web.WebSocketResponse, server: Any) -> None:
+    """engine.io's and Socket.IO's disconnect, then the WebSocket's end (without a second cycle)."""
+    cancel_ping(sock)
+    try:
+        await sock.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+    finally:
+        if not ws.closed:
+            await ws.close(drain=False)
+        _drop_close_error_traceback(ws)
+
+
+def _drop_close_error_traceback(ws: web.WebSocketResponse) -> None:
+    """Free a closed WebSocket's objects by reference counting, not by the garbage collector.
+
+    When the peer has already gone, aiohttp's `close()` cannot send its close frame and keeps the
+    error on the response (`ws.exception()`); the error's traceback holds the frames of `close()`,
+    which hold the response: a reference cycle per connection that only a collection frees. After
+    10,000 clients leave at once those cycles made the young generation large enough for a
+    collection to stall the loop for 50–150 ms. The error itself stays; only its traceback goes.
+    """
+    exc = ws.exception()
+    if exc is not None:
+        exc.__traceback__ = None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -317,7 +351,10 @@ class AfterAck:
 
 
 class FoyerServer(socketio.AsyncServer):
-    """python-socketio's server plus connect/disconnect hooks and `AfterAck`."""
+    """python-socketio's server plus connect/disconnect hooks, `AfterAck` and timer-driven pings."""
+
+    def _engineio_server_class(self) -> type:
+        return FoyerEngine
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
