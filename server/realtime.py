@@ -41,7 +41,7 @@ from domain.errors import FoyerError
 from domain.identity import Principal
 from domain.services import Core
 from server import jsonwire
-from server.eventloop import is_fair
+from server.eventloop import demote_transport, is_fair
 from server.pings import FoyerEngine, cancel_ping
 
 log = logging.getLogger("foyer.realtime")
@@ -178,6 +178,9 @@ class FoyerWebSocket(eio_aiohttp.WebSocket):
         self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size, compress=False,
                                            autoclose=False)
         await self._sock.prepare(request)
+        # Long-lived and chatty: on the fair loop, WebSockets queue behind HTTP requests, health
+        # checks and the PostgreSQL/Redis sockets when many are ready at once (server/eventloop.py).
+        demote_transport(request.transport)
         self.environ = environ
         sock = getattr(self.handler, "__self__", None)
         if sock is None or sock.connected:

@@ -118,3 +118,64 @@ def test_uvloop_is_available_as_the_alternative():
         assert describe(loop) == "uvloop"
     finally:
         loop.close()
+
+
+def test_demoted_sockets_wait_behind_main_ones_but_always_get_a_share():
+    """40 ready WebSocket-like (bulk) sockets and 40 ready HTTP-like (main) ones, 16 per pass:
+    main first; bulk still gets at least a quarter of every pass; nothing lost."""
+    bulk, main = _pairs(40), _pairs(40)
+    selector = FairEpollSelector(max_events=16)
+    try:
+        for i, (a, _b) in enumerate(bulk):
+            selector.register(a, 1, data=("bulk", i))
+            assert selector.demote(a.fileno()) and selector.is_bulk(a.fileno())
+        assert not selector.demote(bulk[0][0].fileno())  # already there
+        for i, (a, _b) in enumerate(main):
+            selector.register(a, 1, data=("main", i))
+        for _a, b in bulk + main:
+            b.send(b"x")
+        passes = []
+        for _ in range(10):
+            ready = selector.select(0)
+            for key, _ in ready:
+                key.fileobj.recv(1)
+            passes.append([key.data for key, _ in ready])
+        first = passes[0]
+        # the bulk set's own fd takes one of main's 16 slots: 15 main sockets, then 4 bulk ones
+        assert sum(1 for c, _ in first if c == "main") == 15 and sum(1 for c, _ in first if c == "bulk") == 4
+        seen = [d for p in passes for d in p]
+        assert sorted(seen) == sorted([("bulk", i) for i in range(40)] + [("main", i) for i in range(40)])
+        assert selector.select(0) == []
+    finally:
+        selector.close()
+        for a, b in bulk + main:
+            a.close()
+            b.close()
+
+
+def test_a_demoted_socket_comes_back_to_main_when_registered_again_and_blocking_waits_for_both():
+    (a, b), (c, d) = _pairs(2)
+    selector = FairEpollSelector(max_events=8)
+    try:
+        selector.register(a, 1, data="ws")
+        selector.demote(a.fileno())
+        selector.modify(a, 1 | 2, data="ws")  # a writer added: stays in bulk
+        assert selector.is_bulk(a.fileno())
+        assert [k.data for k, ev in selector.select(0) if ev & 2] == ["ws"]  # writable, from the bulk set
+        selector.modify(a, 1, data="ws")
+        started = time.monotonic()
+        assert selector.select(0.05) == [] and time.monotonic() - started >= 0.04  # blocks on both sets
+        b.send(b"x")
+        assert [k.data for k, _ in selector.select(1)] == ["ws"]  # a blocking wait wakes for a bulk socket
+        a.recv(1)
+        selector.unregister(a)  # e.g. reading paused
+        assert not selector.is_bulk(a.fileno())
+        selector.register(a, 1, data="ws again")
+        assert not selector.is_bulk(a.fileno())  # back in main
+        selector.register(c, 1, data="other")
+        d.send(b"y")
+        assert [k.data for k, _ in selector.select(0)] == ["other"]
+    finally:
+        selector.close()
+        for s in (a, b, c, d):
+            s.close()
