@@ -456,7 +456,8 @@ async def run(args: argparse.Namespace) -> int:
         subprocess.run([sys.executable, "run.py", "migrate"], cwd=str(ROOT), env=env, check=True,  # noqa: ASYNC221
                        stdout=subprocess.DEVNULL)
         for i, port in enumerate(ports):
-            procs.start(f"node{i}", [sys.executable, "run.py", "serve"], env={**env, "FOYER_PORT": str(port),
+            entry = os.environ.get("FOYER_BENCH_NODE_ENTRY") or "run.py"  # e.g. a profiling wrapper
+            procs.start(f"node{i}", [sys.executable, entry, "serve"], env={**env, "FOYER_PORT": str(port),
                                                                               "FOYER_NODE_ID": f"bench-{i}"})
         base_port = free_port()
         for i in range(2):
@@ -468,7 +469,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"inventory {args.seats} seats, {args.buyers} concurrent buyers, {args.quantity} seats per order, "
               f"2 Foyer nodes, 2 baseline processes, loopback")
 
-        node_pids = [p.pid for p in procs.procs if p.args[1:3] == ["run.py", "serve"]]
+        node_pids = [p.pid for p in procs.procs if p.args[2:3] == ["serve"]]
         base_pids = [p.pid for p in procs.procs if "--baseline-server" in p.args]
         groups = {"load generator": [os.getpid()], "Foyer nodes": node_pids, "baseline": base_pids,
                   "redis": [redis.pid]}
