@@ -260,6 +260,10 @@ async def _teardown(sock: Any, ws: web.WebSocketResponse, server: Any) -> None:
         if not ws.closed:
             await ws.close(drain=False)
         _drop_close_error_traceback(ws)
+        # `send` (set in _serve_direct) closes over `sock`: a cycle per connection; the writer
+        # holds the response. Dropped, so the connection's objects are freed by reference counting.
+        sock.__dict__.pop("send", None)
+        sock.foyer_writer = None
 
 
 def _drop_close_error_traceback(ws: web.WebSocketResponse) -> None:
