@@ -23,13 +23,9 @@ bounded, no services needed.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -70,28 +66,15 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def measure(loop_kind: str, seconds: float, clients: int) -> dict[str, tuple[float, float]]:
-    from bench.ticket_bench import rate
+    from bench.fanout_bench import wait_http
+    from bench.ticket_bench import free_port, rate
 
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "_serve", str(port), loop_kind])  # noqa: ASYNC220
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(url + "/healthz", timeout=1)  # noqa: ASYNC210 - before the load starts
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.1)
+        await wait_http(port, server, within=30)
         tokens = ["x" * 180] * clients  # an Authorization header of a realistic size
         body = b'{"items":[{"ticket_type_id":"%s","quantity":2}]}' % str(uuid.uuid4()).encode()
         orders = f"/api/events/{uuid.uuid4()}/orders"
