@@ -8,8 +8,11 @@ Guarantees:
   or `admin.revoked`, the actor `cli:<os user>@<host>`, the previous role) and the outbox fact
   `account.security_changed`. Granting or revoking a role the account already has/lacks
   changes nothing and writes nothing.
-- Revoking also revokes every refresh token of the account, so it must sign in again. Access
-  JWTs already issued keep their `admin` claim until they expire (`access_token_ttl_seconds`);
+- Revoking also revokes every refresh token of the account, so it must sign in again. With
+  Redis configured, `run.py admin revoke` announces those sessions to every node
+  (storage/revocations.py): their access JWTs are refused and their live connections closed at
+  once. Without Redis (the embedded default, where the CLI starts no Valkey), access JWTs
+  already issued keep their `admin` claim until they expire (`access_token_ttl_seconds`);
   refreshes always read the role from PostgreSQL.
 """
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import getpass
 import socket
+import uuid
 from dataclasses import dataclass
 
 from domain.twofactor import record
@@ -34,6 +38,7 @@ class RoleChange:
     previous: str
     current: str
     totp_enabled: bool
+    revoked_sessions: tuple[uuid.UUID, ...] = ()  # signed out by the change (announce them to the nodes)
 
     @property
     def changed(self) -> bool:
@@ -50,6 +55,7 @@ def cli_actor() -> str:
 
 async def set_admin(db: Database, email: str, *, admin: bool, actor: str | None = None) -> RoleChange:
     role = "admin" if admin else "user"
+    revoked: list[uuid.UUID] = []
     async with db.transaction("set_global_role") as conn:
         result = await users.set_role(conn, email, role)
         if result is None:
@@ -60,8 +66,9 @@ async def set_admin(db: Database, email: str, *, admin: bool, actor: str | None 
             await record(conn, user, "admin.granted" if admin else "admin.revoked", actor=actor or cli_actor(),
                          details=details)
             if not admin:
-                await users.revoke_all_for_user(conn, user.id)
-    return RoleChange(email=user.email, previous=previous, current=role, totp_enabled=user.totp_enabled)
+                revoked = await users.revoke_all_for_user(conn, user.id)
+    return RoleChange(email=user.email, previous=previous, current=role, totp_enabled=user.totp_enabled,
+                      revoked_sessions=tuple(revoked))
 
 
 async def list_admins(db: Database) -> list[users.UserRow]:

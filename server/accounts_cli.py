@@ -7,7 +7,8 @@ settings as the nodes, run, print a short report and return a process exit code.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
@@ -20,6 +21,26 @@ async def _connect(settings: Settings) -> Database:
     return await Database.connect(settings.database_url or "", min_size=1, max_size=2,
                                   statement_timeout_ms=settings.db_statement_timeout_ms,
                                   lock_timeout_ms=settings.db_lock_timeout_ms, application_name="foyer cli")
+
+
+async def _announce_revoked(settings: Settings, sessions: Sequence[uuid.UUID]) -> bool:
+    """Tell every node that `sessions` are signed out (storage/revocations.py), when this process
+    can reach the deployment's Redis; False without one (the embedded default starts no Valkey
+    for CLI commands) or when Redis refused, in which case the tokens expire on their own."""
+    if not sessions:
+        return True
+    if settings.redis_url is None:
+        return False
+    from storage.redis import Keyspace, connect_redis
+    from storage.revocations import SessionRevocations
+
+    redis = connect_redis(settings.redis_url, max_connections=2)
+    try:
+        revocations = SessionRevocations(redis, Keyspace(settings.redis_prefix),
+                                         access_ttl_seconds=settings.auth.access_token_ttl_seconds)
+        return await revocations.revoke(sessions)
+    finally:
+        await redis.aclose()
 
 
 def _run(main: Callable[[], Awaitable[int]]) -> int:
@@ -90,8 +111,11 @@ def admin(settings: Settings, *, action: str, email: str | None) -> int:
         else:
             print(f"{change.email}: role {change.previous} -> {change.current} (audit-logged)")
             if action == "revoke":
-                print("  its sessions were revoked; access tokens already issued expire within "
-                      f"{settings.auth.access_token_ttl_seconds} s")
+                if await _announce_revoked(settings, change.revoked_sessions):
+                    print(f"  its {len(change.revoked_sessions)} session(s) were signed out on every node")
+                else:
+                    print("  its sessions were revoked; access tokens already issued expire within "
+                          f"{settings.auth.access_token_ttl_seconds} s")
         if action == "grant" and not change.totp_enabled and settings.auth.require_2fa_for_staff:
             print("  note: this account has no two-factor auth yet; admin actions that need 2FA stay "
                   "refused until it enables it")

@@ -60,10 +60,12 @@ class SessionRevocations:
         return True
 
     # --- revoking --------------------------------------------------------------------------------
-    async def revoke(self, session_ids: Iterable[uuid.UUID | None]) -> None:
+    async def revoke(self, session_ids: Iterable[uuid.UUID | None]) -> bool:
+        """Refuse these sessions here at once and announce them to every node; False when the
+        announcement failed (Redis unreachable: the other nodes learn nothing, see module doc)."""
         ids = sorted({s for s in session_ids if s is not None})
         if not ids:
-            return
+            return True
         until = time.time() + self.window
         self._remember(ids, until)
         try:
@@ -76,6 +78,8 @@ class SessionRevocations:
         except (RedisError, OSError) as exc:
             log.warning("could not announce %d revoked session(s) to the other nodes (%r): their access "
                         "tokens stay valid there until they expire", len(ids), exc)
+            return False
+        return True
 
     # --- the subscription ------------------------------------------------------------------------
     async def _reload(self) -> None:

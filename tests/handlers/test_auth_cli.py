@@ -111,6 +111,15 @@ async def test_admin_grant_and_revoke_from_the_cli(api, db, settings):
     assert await db.fetchval("SELECT role FROM users WHERE id = $1", uuid.UUID(user.id)) == "user"
     status, _ = await api.post("/api/auth/refresh", json={"refresh_token": user.refresh_token})
     assert status == 401  # signed out everywhere
+    # ...at once: the CLI announced the sessions over Redis, so the node refuses the access token
+    # it issued before the revoke instead of honouring its admin claim until it expires
+    assert "session(s) were signed out on every node" in out, out
+    for _ in range(100):
+        status, body = await api.get("/api/me", user=user)
+        if status == 401:
+            break
+        await asyncio.sleep(0.02)
+    assert status == 401 and body["error"]["code"] == "invalid_token", body
 
     audit = await db.fetch("SELECT actor, action, details FROM security_audit WHERE user_id = $1 ORDER BY id",
                            uuid.UUID(user.id))
