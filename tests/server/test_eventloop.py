@@ -179,3 +179,48 @@ def test_a_demoted_socket_comes_back_to_main_when_registered_again_and_blocking_
         selector.close()
         for s in (a, b, c, d):
             s.close()
+
+
+def test_a_demoted_transport_keeps_reading_and_writing_on_the_fair_loop():
+    """What Foyer does to each WebSocket after the upgrade, on a real asyncio server."""
+    from server.eventloop import demote_transport
+
+    loop = loop_factory("fair", 8)()
+
+    async def scenario() -> tuple[bool, bool, bytes]:
+        demoted: dict[str, bool] = {}
+
+        class Echo(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                self.transport = transport
+
+            def data_received(self, data: bytes) -> None:
+                if not demoted:  # after the first request was read, as Foyer does after the upgrade
+                    demoted["ok"] = demote_transport(self.transport)
+                    fd = self.transport.get_extra_info("socket").fileno()
+                    demoted["bulk"] = asyncio.get_running_loop()._selector.is_bulk(fd)
+                self.transport.write(data.upper())
+
+        server = await asyncio.get_running_loop().create_server(Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"hello")
+        answer = await asyncio.wait_for(reader.readexactly(5), 5)
+        writer.write(b"again")  # read from the bulk set now
+        answer += await asyncio.wait_for(reader.readexactly(5), 5)
+        writer.close()
+        server.close()
+        await server.wait_closed()
+        return demoted["ok"], demoted["bulk"], answer
+
+    try:
+        ok, bulk, answer = loop.run_until_complete(scenario())
+    finally:
+        loop.close()
+    assert ok and bulk and answer == b"HELLOAGAIN"
+
+
+async def test_demote_is_a_no_op_on_other_loops():
+    from server.eventloop import demote_transport
+
+    assert demote_transport(None) is False  # the test suite's own loop is uvloop
