@@ -7,7 +7,7 @@ The issue asks for `sold_out` answers at >= 80 % of the rate of `GET /healthz`. 
 answer is a POST with a JSON body to a templated route (`/api/events/{event_id}/orders`); a health
 check is a GET to a fixed path. This bench serves canned answers with *no* application logic
 from a bare aiohttp app (no middleware, no auth, no Redis) and measures, with the ticket bench's
-load generator, the rate and the server's CPU per answer for:
+load generator (bench/h1client.py), the rate and the server's CPU per answer for:
 
     GET  /healthz                          the reference
     GET  /plain409                         same, answering 409 (status and body size do not matter)
@@ -67,8 +67,8 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def measure(loop_kind: str, seconds: float, clients: int) -> dict[str, tuple[float, float]]:
-    from bench.fanout_bench import wait_http
-    from bench.ticket_bench import free_port, rate
+    from bench.h1client import rate
+    from bench.ws_nodes import free_port, wait_http
 
     port = free_port()
     server = subprocess.Popen([sys.executable, __file__, "_serve", str(port), loop_kind])  # noqa: ASYNC220

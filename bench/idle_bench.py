@@ -9,7 +9,7 @@ joined, idle connections (and per connection), then closes all of them at once a
 long the node's event loop stalled: externally (the slowest `GET /healthz` answered during the
 disconnect, polled every 10 ms) and, for Foyer, internally (`foyer_event_loop_lag_max_seconds`
 from /metrics: the largest lateness of a 20 ms timer). Targets: < 1 GiB RSS for 10,000
-connections; no stall > 100 ms. Loopback only, bounded; services as in bench/fanout_bench.py.
+connections; no stall > 100 ms. Loopback only, bounded; services as for bench/fanout_bench.py (bench/ws_nodes.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.fanout_bench import NAMESPACE, PY, Services, start_servers, stop_servers, wait_http  # noqa: E402
+from bench.ws_nodes import NAMESPACE, PY, Services, start_servers, stop_servers, wait_http  # noqa: E402
 
 
 async def idle_worker(cfg: dict[str, Any]) -> None:

@@ -38,6 +38,9 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.cpumeter import CpuMeter  # noqa: E402
+from bench.h1client import H1, rate, request_head  # noqa: E402
+
 JWT_SECRET = "bench-jwt-secret-" + "x" * 32
 
 
@@ -104,76 +107,8 @@ def baseline_server(port: int, dsn: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Load generation: a lean HTTP/1.1 keep-alive client (the same for Foyer and the baseline)
+# Load generation: the lean HTTP/1.1 client of bench/h1client.py (the same for Foyer and the baseline)
 # ------------------------------------------------------------------------------------------------
-#
-# aiohttp's client costs several times the CPU of a raw request on this 2-core machine, where the
-# load generator shares the cores with the servers; a benchmark that measures its own client is
-# not measuring the servers. Each simulated buyer owns one keep-alive connection and writes
-# pre-encoded requests; responses are framed by Content-Length (or chunked, for safety).
-
-class H1:
-    """One HTTP/1.1 keep-alive connection to host:port (plain TCP, loopback)."""
-
-    def __init__(self, url: str) -> None:
-        p = urlsplit(url)
-        self.host, self.port = p.hostname or "127.0.0.1", p.port or 80
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
-
-    async def request(self, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
-        for attempt in range(2):
-            if self.writer is None:
-                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-            try:
-                self.writer.write(head + body if body else head)
-                return await self._response()
-            except (ConnectionError, asyncio.IncompleteReadError, OSError):
-                self.close()
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
-
-    async def _response(self) -> tuple[int, bytes]:
-        assert self.reader is not None
-        raw = await self.reader.readuntil(b"\r\n\r\n")
-        status = int(raw[9:12])
-        lower = raw.lower()
-        i = lower.find(b"\r\ncontent-length:")
-        if i >= 0:
-            j = lower.index(b"\r\n", i + 2)
-            body = await self.reader.readexactly(int(raw[i + 17:j]))
-        elif b"transfer-encoding: chunked" in lower:
-            parts = []
-            while True:
-                size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                if size == 0:
-                    await self.reader.readuntil(b"\r\n")
-                    break
-                parts.append(await self.reader.readexactly(size + 2))
-            body = b"".join(x[:-2] for x in parts)
-        else:
-            body = b""
-        if b"\r\nconnection: close" in lower:
-            self.close()
-        return status, body
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-        self.reader = self.writer = None
-
-
-def request_head(method: str, url: str, path: str, token: str, *, body_len: int | None = None,
-                 key: str | None = None) -> bytes:
-    p = urlsplit(url)
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {p.netloc}", f"Authorization: Bearer {token}"]
-    if body_len is not None:
-        lines += ["Content-Type: application/json", f"Content-Length: {body_len}"]
-    if key is not None:
-        lines.append(f"Idempotency-Key: {key}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
 
 async def drop(urls: list[str], event_id: str, type_id: str, tokens: list[str], *, quantity: int,
                deadline_s: float, on_progress=None) -> dict:
@@ -233,95 +168,6 @@ def _timeline(oks: list[float], quantity: int, step: float = 0.25) -> str:
     for t in oks:
         buckets[int(t / step)] += quantity
     return " ".join(f"{n / step:.0f}" for n in buckets)
-
-
-async def rate(urls: list[str], path: str, tokens: list[str], *, seconds: float, method: str = "GET",
-               body: bytes | None = None) -> tuple[float, dict[int, int]]:
-    """Requests/s answered by `len(tokens)` concurrent clients for `seconds` (each its own
-    keep-alive connection, a fresh Idempotency-Key per request)."""
-    counts: dict[int, int] = {}
-    done = 0
-    end = time.perf_counter() + seconds
-
-    async def client(i: int) -> None:
-        nonlocal done
-        url = urls[i % len(urls)]
-        conn = H1(url)
-        try:
-            while time.perf_counter() < end:
-                head = request_head(method, url, path, tokens[i], body_len=len(body) if body is not None else None,
-                                    key=uuid.uuid4().hex)
-                status, _ = await conn.request(head, body or b"")
-                counts[status] = counts.get(status, 0) + 1
-                done += 1
-        finally:
-            conn.close()
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(client(i) for i in range(len(tokens))))
-    return done / (time.perf_counter() - t0), counts
-
-
-# ------------------------------------------------------------------------------------------------
-# Where the CPU went (Linux /proc): per phase, per process group
-# ------------------------------------------------------------------------------------------------
-
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _proc_ticks(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rpartition(b")")[2].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime
-    except (OSError, ValueError, IndexError):
-        return 0
-
-
-def _machine_busy() -> int:
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v) - v[3] - v[4]  # all but idle and iowait
-    except OSError:
-        return 0
-
-
-def _postgres_pids(dbname: str) -> list[int]:
-    out = []
-    for d in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/cmdline", "rb") as f:
-                    if f" {dbname} ".encode() in f.read().replace(b"\0", b" "):
-                        out.append(int(d))
-            except OSError:
-                pass
-    return out
-
-
-class CpuMeter:
-    """CPU seconds of each group over a phase: this load generator, Foyer nodes, baseline
-    processes, redis, the PostgreSQL backends of the bench database, and the rest of the machine
-    (shared PostgreSQL processes such as the WAL writer, other users of the machine)."""
-
-    def __init__(self, groups: dict[str, list[int]], dbname: str) -> None:
-        self.groups = groups
-        self.dbname = dbname
-
-    def snapshot(self) -> dict[str, float]:
-        groups = {**self.groups, "postgres (bench db)": _postgres_pids(self.dbname)}
-        out = {name: sum(_proc_ticks(p) for p in pids) / _TICK for name, pids in groups.items()}
-        out["machine busy"] = _machine_busy() / _TICK
-        return out
-
-    @staticmethod
-    def render(before: dict[str, float], after: dict[str, float], wall: float) -> str:
-        d = {k: max(0.0, after.get(k, 0.0) - before.get(k, 0.0)) for k in after}
-        known = sum(v for k, v in d.items() if k != "machine busy")
-        d["rest of machine"] = max(0.0, d["machine busy"] - known)
-        parts = [f"{k} {v / wall:.2f}" for k, v in d.items() if k != "machine busy"]
-        return f"cores used ({wall:.1f}s): " + ", ".join(parts) + f"; total {d['machine busy'] / wall:.2f} of 2"
 
 
 def _pct(values: list[float], p: float) -> float:
