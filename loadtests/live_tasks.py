@@ -1,9 +1,9 @@
-"""Q&A and poll engagement for the Locust live-room user (loadtests/live_room.py): ask, upvote,
+"""Q&A and poll engagement for the Locust live-room user (loadtests/live_user.py): ask, upvote,
 vote — the state each client learns from join snapshots and room events, the tasks that act on
 it, the polls the organizer opens, and client-side rate budgets that keep a correct run clear of
 the node's per-user limits.
 
-Used by live_room.py; nothing here starts a test by itself:
+Used by live_user.py and live_setup.py; nothing here starts a test by itself:
 
     polls = open_demo_polls(organizer_session, host, event_id, session_id)   # at setup
     engage = EngagementTasks(user, session_room=..., event_room=..., user_id=...)
@@ -29,7 +29,7 @@ QUESTIONS = ["How does this scale?", "What about offline mode?", "When is the re
              "Is the code open source?", "How do you test this?", "What was the hardest part?"]
 WORDS = ["fast", "Fast!", "fun", "inspiring", "Inspiring", "long", "café", "Cafe", "scalable", "wow"]
 
-# Per load-generator process; live_room.py sends them to the master and prints the summary.
+# Per load-generator process; live_room.py sends them to the master, live_summary.py prints the summary.
 TALLY: Counter[str] = Counter()
 # poll id -> [users whose vote was acked, users whose vote is unknown (no ack: timeout/disconnect)]
 VOTES: dict[str, list[int]] = {}

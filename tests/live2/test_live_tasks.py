@@ -16,7 +16,7 @@ from tests.live2.helpers import bulk_users, create_event, create_session, grant
 
 
 class TaskUser:
-    """What EngagementTasks needs from the Locust user (loadtests/live_room.py), over a plain
+    """What EngagementTasks needs from the Locust user (loadtests/live_user.py), over a plain
     synchronous python-socketio client: acked requests, reports, client-side budgets."""
 
     def __init__(self, sio: socketio.Client) -> None:
