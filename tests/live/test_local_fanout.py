@@ -95,3 +95,19 @@ async def test_a_small_room_is_written_in_one_pass():
     room.offer(1, b'chat:message\n{"text":"a"}')
     await asyncio.sleep(0)
     assert all(w.seqs == [1] for _, w in members) and room.writing is None
+
+
+async def test_a_new_batch_never_overtakes_the_one_being_written(monkeypatch):
+    """If the next batch started at once, members leaving would shift it ahead of the previous
+    one for the members at the end of the list: it must wait for the previous write."""
+    monkeypatch.setattr(local, "FLUSH_CHUNK", 2)
+    room = _room()
+    members = [_member(room) for _ in range(6)]
+    room.offer(1, b'chat:message\n{"text":"a"}')
+    await asyncio.sleep(0)  # members 0 and 1 have seq 1
+    for member, _ in members[:4]:
+        room.remove(member.conn.sid)
+    room.offer(2, b'chat:message\n{"text":"b"}')
+    await _settle()
+    for _, w in members[4:]:
+        assert w.seqs == [1, 2]
