@@ -157,9 +157,14 @@ def decode_query(request: web.Request, typ: Any) -> Any:
         raise validation_failed(_validation_details(exc, "query")) from None
 
 
-def parse_params(request: web.Request, path: str) -> dict[str, Any]:
+def path_params(path: str) -> tuple[str, ...]:
+    """The `{name}`s of a route template, in order (computed once per route, not per request)."""
+    return tuple(_PATH_PARAM.findall(path))
+
+
+def parse_params(request: web.Request, names: tuple[str, ...]) -> dict[str, Any]:
     params: dict[str, Any] = {}
-    for name in _PATH_PARAM.findall(path):
+    for name in names:
         value = request.match_info[name]
         if name == "id" or name.endswith("_id"):
             try:
@@ -259,6 +264,8 @@ def reserve_path(app: web.Application, path: str) -> None:
 
 
 def _make_view(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    names = path_params(spec.path)
+
     @functools.wraps(spec.handler)
     async def view(request: web.Request) -> web.StreamResponse:
         core = request.app[CORE]
@@ -270,7 +277,7 @@ def _make_view(spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.StreamR
             elif spec.auth == "required":
                 raise FoyerError("unauthorized", "sign in first (Authorization: Bearer <access token>)")
         request[PRINCIPAL] = principal
-        params = parse_params(request, spec.path)
+        params = parse_params(request, names)
         query = decode_query(request, spec.query) if spec.query is not None else None
         body = None
         if spec.body is not None:

@@ -7,6 +7,7 @@ Labels use the route template (`/api/events/{id}`), never the raw path, to bound
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -33,6 +34,19 @@ class Metrics:
             "foyer_socket_connections", "Connected Socket.IO clients on this node", registry=r
         )
         self.errors = Counter("foyer_errors_total", "Errors answered, by code", ["code"], registry=r)
+        # bounded like the labels themselves: route templates (not raw paths) x methods x statuses
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one HTTP answer and its latency. The labelled children are kept per (method,
+        route, status): prometheus_client's `labels()` costs ~2 µs a call, on every request."""
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.http_requests.labels(method, route, str(status)), self.http_latency.labels(method, route))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_transaction(self, name: str, seconds: float, ok: bool) -> None:
         self.db_transactions.labels(name, "true" if ok else "false").observe(seconds)

@@ -153,9 +153,7 @@ async def _observed(request: web.Request, handler: Handler) -> web.StreamRespons
     finally:
         info = request.match_info.route.resource
         route = info.canonical if info is not None else "unmatched"
-        metrics = request.app[METRICS]
-        metrics.http_requests.labels(request.method, route, str(status)).inc()
-        metrics.http_latency.labels(request.method, route).observe(time.perf_counter() - started)
+        request.app[METRICS].observe_request(request.method, route, status, time.perf_counter() - started)
 
 
 async def _answered(request: web.Request, handler: Handler) -> web.StreamResponse:
